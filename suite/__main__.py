@@ -1,0 +1,5 @@
+"""``python -m suite`` is the same as ``lrbench``."""
+
+from .cli import entry
+
+entry()

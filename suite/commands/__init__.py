@@ -1,0 +1,1 @@
+"""Sub-commands of the lrbench CLI (one module each)."""
