@@ -1,1 +1,31 @@
-"""lrbench.tasks."""
+"""lrbench.tasks: datasets, model families and task specs.
+
+    from tasks import get_task, list_tasks, TaskError
+    spec = get_task("digits-mlp")
+    model = spec.build_model(widths=(32, 32))      # nn.Sequential of blocks; inputs in [0, 1]
+    data = spec.load_data(data_dir=None, device="cpu", seed=0)
+    for x, y in data.batches("train", spec.batch_size, seed=0, epoch=0):
+        losses = spec.loss_fn(model(x), y)          # (N,)
+"""
+
+from .catalog import TASKS, get_task, list_tasks
+from .data import TaskData, data_root, iterate_batches
+from .datasets import DATASETS, get_dataset, load_dataset
+from .errors import TaskError
+from .spec import TaskSpec, count_correct, per_sample_cross_entropy
+
+__all__ = [
+    "DATASETS",
+    "TASKS",
+    "TaskData",
+    "TaskError",
+    "TaskSpec",
+    "count_correct",
+    "data_root",
+    "get_dataset",
+    "get_task",
+    "iterate_batches",
+    "list_tasks",
+    "load_dataset",
+    "per_sample_cross_entropy",
+]
