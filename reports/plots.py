@@ -1,0 +1,127 @@
+"""Figure helpers: one function per kind of figure, each saving one PNG (seaborn on the Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # non-interactive: reports are drawn on headless machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+from .load import natural_key  # noqa: E402
+
+sns.set_theme(context="notebook", style="whitegrid")
+_DPI = 110
+
+
+def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col: str | None = None,
+                row: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+                logx: bool = False, per_seed: bool = False, sharey: bool = True,
+                drawstyle: str | None = None, markers: bool = True, integer_x: bool = False) -> Path:
+    """Lines of ``y`` against ``x``, one colour per ``hue`` value, one panel per ``col`` (× ``row``).
+
+    With several rows per (x, hue) the line is the mean and the band its 95% CI (seaborn bootstrap);
+    ``per_seed=True`` draws one line per seed instead (for x values that differ between seeds, such as
+    wall time). ``integer_x`` puts ticks on whole numbers only (epochs).
+    """
+    kwargs: dict = {}
+    if per_seed:
+        kwargs.update(units="seed", estimator=None)
+    else:
+        kwargs.update(errorbar=("ci", 95))
+    if drawstyle:
+        kwargs["drawstyle"] = drawstyle
+    elif markers:
+        kwargs["marker"] = "o"
+    facet: dict = {"sharey": sharey, "sharex": False}
+    col_wrap = None
+    if col is not None and row is None:
+        col_wrap = min(3, max(1, data[col].nunique()))
+    hue_order = sorted(data[hue].dropna().unique(), key=natural_key)
+    palette = "tab20" if len(hue_order) > 10 else "tab10"
+    grid = sns.relplot(data=data, kind="line", x=x, y=y, hue=hue, col=col, row=row, col_wrap=col_wrap,
+                       hue_order=hue_order, palette=palette, height=3.2, aspect=1.35, facet_kws=facet,
+                       row_order=_order(data, row), col_order=_order(data, col), **kwargs)
+    if logx:
+        grid.set(xscale="log")
+        _integer_log_ticks(grid, data[x])
+    elif integer_x:
+        for ax in grid.axes.flat:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    grid.set_axis_labels(x if xlabel is None else xlabel, y if ylabel is None else ylabel)
+    _titles(grid, col, row)
+    return _save(grid.figure, path)
+
+
+def heatmap_figure(matrices: dict[str, pd.DataFrame], path: Path, *, xlabel: str, ylabel: str,
+                   value_label: str, fmt: str = ".2f", vmin: float = 0.0, vmax: float = 1.0) -> Path:
+    """One annotated heatmap per entry of ``matrices`` (panel title -> frame of rows × columns)."""
+    n = len(matrices)
+    widest = max(m.shape[1] for m in matrices.values())
+    tallest = max(m.shape[0] for m in matrices.values())
+    fig, axes = plt.subplots(1, n, figsize=(max(4.5, 1.1 * widest + 3) * n, 1.0 + 0.55 * tallest + 1.2),
+                             squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], matrices.items()):
+        sns.heatmap(matrix, ax=ax, annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="viridis",
+                    cbar_kws={"label": value_label})
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="y", rotation=0)
+    return _save(fig, path)
+
+
+def grouped_bar_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, xlabel: str,
+                       ylabel: str, ylim: tuple[float, float] | None = None) -> Path:
+    """Bars of ``y`` per ``x`` category, one colour per ``hue`` (e.g. ours vs published)."""
+    width = max(5.0, 0.9 * data[x].nunique() * max(1, data[hue].nunique()) + 2)
+    fig, ax = plt.subplots(figsize=(min(width, 16), 3.8))
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(title=None, fontsize="small")
+    return _save(fig, path)
+
+
+def _integer_log_ticks(grid: sns.FacetGrid, values: pd.Series) -> None:
+    """Label a log axis at the data's own x values (copies, probes: 1, 4, 16, ...) when there are few."""
+    ticks = sorted(v for v in pd.unique(values.dropna()) if v > 0)
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    if 0 < len(ticks) <= 10:
+        for ax in grid.axes.flat:
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([f"{t:g}" for t in ticks])
+            ax.minorticks_off()
+
+
+def _order(data: pd.DataFrame, column: str | None) -> list | None:
+    return None if column is None else sorted(data[column].dropna().unique(), key=natural_key)
+
+
+def _titles(grid: sns.FacetGrid, col: str | None, row: str | None) -> None:
+    if col and row:
+        grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    elif col:
+        grid.set_titles(col_template="{col_name}")
+    elif row:
+        grid.set_titles(row_template="{row_name}")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+__all__ = ["grouped_bar_figure", "heatmap_figure", "line_figure"]
