@@ -1,10 +1,18 @@
-"""The registry of named tasks (and their variants)."""
+"""The registry of named tasks (and their variants).
+
+Budgets are in epochs; targets are test accuracies used for time-to-target. Estimator defaults are the
+seeds' published settings where known (ESTIMATORS.md: ULR σ = 1e-3, batch 100, Adam 1e-3, per-block
+copies for VGG-8 and ResNet-5) and, for the digits tasks, settings we measured to learn (tests/).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import TaskError
-from .models import build_mlp, build_plain_cnn
-from .spec import TaskSpec
+from .models import (build_char_rnn, build_mlp, build_plain_cnn, build_resnet5, build_resnet9, build_row_rnn,
+                     build_vgg8, build_vit, build_xconv_convnet)
+from .spec import ModelFactory, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {}
 
@@ -28,16 +36,99 @@ def list_tasks() -> list[TaskSpec]:
     return [TASKS[n] for n in sorted(TASKS)]
 
 
-DIGITS_BUDGET = {"max_epochs": 20}
+def task(name: str, family: str, dataset: str, factory: ModelFactory, options: dict[str, Any], description: str,
+         *, target: float, epochs: float, batch_size: int, lr: float, **extra: Any) -> TaskSpec:
+    """Register a base task."""
+    return register(TaskSpec(name=name, family=family, dataset=dataset, model_factory=factory,
+                             model_options=options, description=description, target=target,
+                             budget={"max_epochs": epochs}, batch_size=batch_size, lr=lr, **extra))
 
-digits_mlp = register(TaskSpec(
-    name="digits-mlp", family="mlp", dataset="digits", model_factory=build_mlp,
-    model_options={"widths": (64,), "activation": "relu", "norm": "none"},
-    description="MLP 64→64→10 on 8×8 digits", target=0.90, budget=DIGITS_BUDGET, batch_size=32, lr=3e-3))
-register(digits_mlp.with_options("digits-mlp-tanh", activation="tanh"))
 
-digits_cnn = register(TaskSpec(
-    name="digits-cnn", family="cnn", dataset="digits", model_factory=build_plain_cnn,
-    model_options={"channels": (16, 32), "kernel": 3, "pool": "max", "activation": "relu", "norm": "none"},
-    description="small CNN (conv16, conv32, linear) on 8×8 digits", target=0.90, budget=DIGITS_BUDGET,
-    batch_size=32, lr=3e-3))
+def variants(base: TaskSpec, **by_suffix: dict[str, Any]) -> None:
+    """Register ``<base>-<suffix>`` for each suffix, with those model options changed."""
+    for suffix, overrides in by_suffix.items():
+        register(base.with_options(f"{base.name}-{suffix}", **overrides))
+
+
+# ---------------------------------------------------------------- shared settings
+MLP = {"widths": (64,), "activation": "relu", "norm": "none"}
+CNN = {"channels": (16, 32), "kernel": 3, "pool": "max", "activation": "relu", "norm": "none"}
+ROW_RNN = {"cell": "gru", "hidden": 32, "layers": 1, "activation": "tanh"}
+VIT = {"patch": 2, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0, "embed": "linear", "activation": "gelu"}
+ULR_SEED = {"sigma": 1e-3}                       # ULR paper: σ = 1e-3, batch 100, Adam 1e-3
+VGG8_COPIES = [100, 200, 400, 800, 400, 200, 100, 50]
+RESNET5_COPIES = [800, 800, 800, 800, 100]
+DIGITS = {"target": 0.90, "epochs": 20, "batch_size": 32, "lr": 3e-3}
+MNIST = {"target": 0.97, "epochs": 10, "batch_size": 100, "lr": 1e-3}
+SEED_CNN = {"epochs": 30, "batch_size": 100, "lr": 1e-3}
+
+# ---------------------------------------------------------------- digits (8×8, offline)
+variants(task("digits-mlp", "mlp", "digits", build_mlp, MLP, "MLP 64→64→10 on 8×8 digits", **DIGITS),
+         tanh={"activation": "tanh"}, layernorm={"norm": "layer"}, wide={"widths": (256, 256)})
+variants(task("digits-cnn", "cnn", "digits", build_plain_cnn, CNN,
+              "small CNN conv16-pool-conv32-pool-linear on 8×8 digits", **DIGITS),
+         tanh={"activation": "tanh"}, batchnorm={"norm": "batch"})
+variants(task("digits-rnn", "rnn", "digits", build_row_rnn, ROW_RNN,
+              "GRU(32) reading the 8×8 digit row by row (8 steps)", **DIGITS),
+         lstm={"cell": "lstm"}, elman={"cell": "elman"})
+variants(task("digits-vit", "vit", "digits", build_vit, VIT,
+              "ViT 2×2 patches, dim 32, 2 blocks, 2 heads on 8×8 digits", **DIGITS),
+         conv={"embed": "conv"}, relu={"activation": "relu"})
+
+# ---------------------------------------------------------------- MNIST / Fashion-MNIST (28×28)
+variants(task("mnist-mlp", "mlp", "mnist", build_mlp, {**MLP, "widths": (256, 128)},
+              "MLP 784→256→128→10 on MNIST", **MNIST),
+         tanh={"activation": "tanh"})
+task("mnist-cnn", "cnn", "mnist", build_plain_cnn, {**CNN, "channels": (32, 64)},
+     "CNN conv32-pool-conv64-pool-linear on MNIST", **MNIST)
+variants(task("mnist-rnn", "rnn", "mnist", build_row_rnn, {**ROW_RNN, "hidden": 128},
+              "GRU(128) reading MNIST row by row (28 steps)", **MNIST),
+         lstm={"cell": "lstm"}, elman={"cell": "elman"})
+task("mnist-vit", "vit", "mnist", build_vit, {**VIT, "patch": 7, "dim": 64, "depth": 4, "heads": 4},
+     "ViT 7×7 patches, dim 64, 4 blocks, 4 heads on MNIST", **MNIST)
+task("mnist-xconvnet", "cnn", "mnist", build_plain_cnn, {**CNN, "channels": (16, 32, 32)},
+     "XConv MNIST net: conv 1→16, 16→32, 32→32 (3×3, each + max-pool), dense 288→10",
+     target=0.98, epochs=24, batch_size=128, lr=3e-3,
+     estimator_defaults={"xconv": {}})
+task("mnist-resnet5", "cnn", "mnist", build_resnet5,
+     {"channels": (32, 32, 64, 128), "activation": "relu", "norm": "batch"},
+     "ULR seeds' ResNet-5 on MNIST", target=0.98, **SEED_CNN,
+     estimator_defaults={"ulr": {**ULR_SEED, "copies": RESNET5_COPIES}})
+task("mnist-vgg8", "cnn", "mnist", build_vgg8,
+     {"channels": (32, 32, 64, 64, 128, 128), "hidden": 256, "activation": "relu", "norm": "batch"},
+     "ULR seeds' VGG-8 on MNIST", target=0.98, **SEED_CNN,
+     estimator_defaults={"ulr": {**ULR_SEED, "copies": VGG8_COPIES}})
+task("fmnist-mlp", "mlp", "fmnist", build_mlp, {**MLP, "widths": (256, 128)},
+     "MLP 784→256→128→10 on Fashion-MNIST", **{**MNIST, "target": 0.87})
+task("fmnist-cnn", "cnn", "fmnist", build_plain_cnn, {**CNN, "channels": (32, 64)},
+     "CNN conv32-pool-conv64-pool-linear on Fashion-MNIST", **{**MNIST, "target": 0.89})
+
+# ---------------------------------------------------------------- CIFAR (32×32, crop+flip augmentation)
+task("cifar10-resnet5", "cnn", "cifar10", build_resnet5,
+     {"channels": (32, 32, 64, 128), "activation": "relu", "norm": "batch"},
+     "ULR seeds' ResNet-5 on CIFAR-10", target=0.75, **SEED_CNN,
+     estimator_defaults={"ulr": {**ULR_SEED, "copies": RESNET5_COPIES}})
+task("cifar10-vgg8", "cnn", "cifar10", build_vgg8,
+     {"channels": (32, 32, 64, 64, 128, 128), "hidden": 256, "activation": "relu", "norm": "batch"},
+     "ULR seeds' VGG-8 on CIFAR-10", target=0.80, **SEED_CNN,
+     estimator_defaults={"ulr": {**ULR_SEED, "copies": VGG8_COPIES}})
+task("cifar10-convnet", "cnn", "cifar10", build_xconv_convnet,
+     {"channels": (16, 32, 32, 32), "kernel": 5, "activation": "relu", "norm": "none"},
+     "XConv CIFAR-10 ConvNet: conv 3→16, 16→32 (5×5), avgpool, 32→32, 32→32, avgpool, FC 2048→10",
+     target=0.65, epochs=100, batch_size=128, lr=1e-3, optimizer="sgd", lr_schedule="cosine",
+     estimator_defaults={"xconv": {}})
+task("cifar10-vit", "vit", "cifar10", build_vit,
+     {**VIT, "patch": 4, "dim": 128, "depth": 6, "heads": 4},
+     "ViT 4×4 patches, dim 128, 6 blocks, 4 heads on CIFAR-10", target=0.70, epochs=50, batch_size=128,
+     lr=1e-3)
+task("cifar100-resnet9", "cnn", "cifar100", build_resnet9,
+     {"width": 64, "activation": "relu", "norm": "batch"},
+     "ResNet-9 (ALR seed) on CIFAR-100", target=0.60, epochs=30, batch_size=100, lr=1e-3,
+     estimator_defaults={"alr": {"copies": 100}})
+
+# ---------------------------------------------------------------- text
+task("shakespeare-rnn", "rnn", "shakespeare", build_char_rnn,
+     {"cell": "lstm", "embedding": 32, "hidden": 128, "layers": 1, "activation": "tanh"},
+     "character-level LSTM(128) language model on tiny-shakespeare, 64-character windows "
+     "(accuracy per character)", target=0.50, epochs=5, batch_size=64, lr=2e-3,
+     data_options={"seq_len": 64})

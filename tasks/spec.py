@@ -92,6 +92,8 @@ class TaskSpec:
     batch_size: int
     lr: float
     optimizer: str = "adam"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    lr_schedule: str = "constant"
     estimator_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
     variant_of: str | None = None
@@ -195,6 +197,8 @@ class TaskSpec:
             "budget": plain(self.budget),
             "batch_size": self.batch_size,
             "optimizer": self.optimizer,
+            "optimizer_options": plain(self.optimizer_options),
             "lr": self.lr,
+            "lr_schedule": self.lr_schedule,
             "estimator_defaults": plain(self.estimator_defaults),
         }
