@@ -13,7 +13,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type whose message is meant for the user (one line naming the fix)."""
     from estimators import EstimatorError
 
-    types: list[type[BaseException]] = [UserError, EstimatorError]
+    from reports.errors import ReportError  # bad/missing results folder or paper spec
+
+    types: list[type[BaseException]] = [UserError, EstimatorError, ReportError]
     try:
         from tasks import TaskError  # the tasks package defines its own (data missing, corrupt, unknown task)
 
