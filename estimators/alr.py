@@ -1,0 +1,78 @@
+"""ALR: approximated likelihood ratio — the noise kept until the losses are known is its SIGN, 1 bit.
+
+Forward noise is the ULR noise (Gaussian by default); only s = sign(ε) is stored, bit-packed (8 signs
+per uint8 byte, ⌈elements/8⌉ bytes per module call), and the estimate is
+
+    g̃_m = Σ_calls VJP_θm( f_m, X, (ℓ − b) ⊙ s / (σ·N·E|ε|) ),   E|ε| = √(2/π) (Gaussian), 1/√2 (Laplace)
+
+For small σ, E[(ℓ − b)·s_i] ≈ σ·E|ε|·∂L/∂v_i, so g̃ is a first-order rescaled gradient: biased by design
+(our reconstruction of the paper; see ESTIMATORS.md), an ascent direction whose bias the suite measures.
+
+Layer-level parallelism: once a pass's losses are known, the module gradients are independent of one
+another; ``concurrent=true`` computes them on a thread pool (each worker on its own CUDA stream on GPU).
+Each module's calls are reduced in the same order either way, so the result equals the sequential one
+bit for bit. All ULR options apply.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from .base import Option
+from .lr_engine import LR_OPTIONS, LikelihoodRatioEstimator
+from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec
+from .registry import register_estimator
+
+
+@register_estimator
+class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
+    name = "alr"
+    description = "sign-encoded likelihood ratio: 1-bit stored noise, biased rescaled gradient, layer-parallel"
+    options = {
+        **LR_OPTIONS,
+        "concurrent": Option(False, "bool", "compute module gradients concurrently (threads / CUDA streams)"),
+        "workers": Option(0, "int", "threads for concurrent=true (0: min(modules, CPU count))", minimum=0),
+    }
+    encoding = "sign"
+
+    def module_gradients(self, codec: NoiseCodec, records: list[CallRecord], weights: torch.Tensor,
+                         sigma_of: dict[int, float]) -> list[tuple[ModuleSlot, dict[str, torch.Tensor]]]:
+        """Concurrent version: one task per module (its calls reduced in order inside the task)."""
+        if not self.opts["concurrent"]:
+            return super().module_gradients(codec, records, weights, sigma_of)
+        by_slot: dict[int, list[CallRecord]] = {}
+        for rec in records:
+            by_slot.setdefault(rec.slot.index, []).append(rec)
+        groups = [by_slot[i] for i in sorted(by_slot)]
+        if not groups:
+            return []
+        pool = self._thread_pool(len(groups))
+        device = groups[0][0].device
+        on_cuda = device.type == "cuda"
+        producer = torch.cuda.current_stream(device) if on_cuda else None
+
+        def task(recs: list[CallRecord]) -> tuple[dict[str, torch.Tensor], object]:
+            sigma = sigma_of[recs[0].slot.index]
+            if not on_cuda:
+                return self.slot_gradients(codec, recs, weights, sigma), None
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(producer)
+            with torch.cuda.stream(stream):
+                return self.slot_gradients(codec, recs, weights, sigma), stream
+
+        results = list(pool.map(task, groups))
+        if on_cuda:
+            for _, stream in results:
+                producer.wait_stream(stream)
+        return [(recs[0].slot, grads) for recs, (grads, _) in zip(groups, results)]
+
+    def _thread_pool(self, tasks: int) -> ThreadPoolExecutor:
+        workers = self.opts["workers"] or max(1, min(tasks, os.cpu_count() or 1))
+        if self._pool is None or self._pool._max_workers != workers:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alr-grad")
+        return self._pool

@@ -1,0 +1,218 @@
+"""Output-noise injection by forward hooks, and what each noisy module call leaves behind.
+
+``PerturbationHooks`` puts a forward hook on every perturbable (rule-owning) module. Outside a noisy
+pass the hooks do nothing. During a pass, a hook on an *active* module, at each call:
+
+1. draws ε for the whole call in one vectorised draw, keyed on (seed, step, module, call, copy group);
+2. records the module's input (detached; the call index counts repeated calls, e.g. an RNN cell);
+3. keeps what the gradient will need of ε, per ``NoiseCodec``: the float ε (ULR, stored), its sign
+   bit-packed (ALR, stored), or nothing (``noise_storage='seed'``: ε is regenerated from its key);
+4. returns v + σ·ε (added in place to the fresh output).
+
+Everything runs under ``torch.no_grad()``: no autograd graph is built.
+This module depends on torch only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import EstimatorError
+from .noise import NoiseLaw, draw_noise, noise_key, pack_signs, signs_of, unpack_signs
+from .rules import CallInputs, Rule, autograd_rule
+
+
+@dataclass
+class ModuleSlot:
+    """A perturbable module: owns trainable parameters and has a rule."""
+
+    index: int                  # position among perturbable modules (part of the noise key)
+    name: str
+    module: nn.Module
+    rule: Rule
+    block: int                  # position of its block among the blocks that own trainable parameters
+    params: list[tuple[str, nn.Parameter]]
+
+    @property
+    def needs_call_inputs(self) -> bool:
+        return self.rule is autograd_rule
+
+
+@dataclass
+class PassLayout:
+    """Rows of one noisy pass: ``samples × copies``, sample-major; ``group`` is the copy-group counter."""
+
+    samples: int
+    copies: int
+    group: int
+
+    @property
+    def rows(self) -> int:
+        return self.samples * self.copies
+
+
+@dataclass
+class CallRecord:
+    """One noisy call of a module: its input, the key of its noise and the noise kept (if any)."""
+
+    slot: ModuleSlot
+    call_index: int
+    input: Any                      # tensor, CallInputs, or the un-replicated prefix when ``shared_input``
+    shared_input: bool              # the input was the prefix replicated copy-wise: ``input`` has samples rows
+    input_version: int
+    key: int
+    layout: PassLayout
+    unit_shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    kept: torch.Tensor | None       # float ε, packed sign bits, or None
+
+    @property
+    def elements(self) -> int:
+        return self.layout.rows * math.prod(self.unit_shape)
+
+
+@dataclass
+class NoiseCodec:
+    """What of ε is kept until the losses are known, and the score it gives back.
+
+    encoding='full': score = law.score(ε)                (ULR)
+    encoding='sign': score = sign(ε) / E|ε|               (ALR; 1 bit per element when stored)
+    storage='stored' keeps the float ε or the packed bits; 'seed' keeps nothing and redraws ε.
+    """
+
+    law: NoiseLaw
+    encoding: str
+    storage: str
+    antithetic: bool
+    qmc: bool
+
+    def draw(self, key: int, layout: PassLayout, unit_shape: tuple[int, ...], dtype: torch.dtype,
+             device: torch.device) -> torch.Tensor:
+        return draw_noise(self.law, layout.samples, layout.copies, unit_shape, key,
+                          antithetic=self.antithetic, qmc=self.qmc, dtype=dtype, device=device)
+
+    def keep(self, eps: torch.Tensor) -> torch.Tensor | None:
+        if self.storage == "seed":
+            return None
+        return eps if self.encoding == "full" else pack_signs(eps)
+
+    def kept_bytes(self, kept: torch.Tensor | None) -> int:
+        return 0 if kept is None else kept.numel() * kept.element_size()
+
+    def score(self, rec: CallRecord) -> torch.Tensor:
+        """The per-element score of the record's noise, shape ``(rows, *unit_shape)``. It may share
+        storage with ``rec.kept``: a record is consumed by its gradient, so callers may scale it in place.
+        """
+        shape = (rec.layout.rows, *rec.unit_shape)
+        if rec.kept is None:
+            eps = self.draw(rec.key, rec.layout, rec.unit_shape, rec.dtype, rec.device)
+            signs = signs_of(eps) if self.encoding == "sign" else None
+        elif self.encoding == "full":
+            eps, signs = rec.kept, None
+        else:
+            eps, signs = None, unpack_signs(rec.kept, shape, rec.dtype)
+        if signs is None:
+            return self.law.score(eps)
+        return signs.div_(self.law.mean_abs)
+
+
+@dataclass
+class NoisyPass:
+    """State of the pass in flight."""
+
+    layout: PassLayout
+    active: set[int]                           # slot indices that get noise in this pass
+    sigma: dict[int, float]                    # slot index -> σ
+    step: int
+    replicated: torch.Tensor | None            # the replicated prefix fed to the pass (identity-checked)
+    prefix: torch.Tensor | None                # its un-replicated source rows
+    records: list[CallRecord] = field(default_factory=list)
+    calls: dict[int, int] = field(default_factory=dict)
+    sigma_stat: dict[int, torch.Tensor] = field(default_factory=dict)   # block -> Σ(ε·score − 1) per row
+
+
+class PerturbationHooks:
+    """Installs one forward hook per slot; ``run_pass`` context-manages a noisy pass."""
+
+    def __init__(self, slots: list[ModuleSlot], codec: NoiseCodec, seed: int, track_sigma_stat: bool) -> None:
+        self.slots = slots
+        self.codec = codec
+        self.seed = seed
+        self.track_sigma_stat = track_sigma_stat
+        self.current: NoisyPass | None = None
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> PerturbationHooks:
+        for slot in self.slots:
+            self.handles.append(slot.module.register_forward_hook(
+                self._hook(slot), with_kwargs=slot.needs_call_inputs))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        self.current = None
+
+    def begin(self, noisy_pass: NoisyPass) -> None:
+        self.current = noisy_pass
+
+    def end(self) -> NoisyPass:
+        assert self.current is not None
+        done, self.current = self.current, None
+        return done
+
+    def _hook(self, slot: ModuleSlot):  # noqa: ANN202 - a torch hook
+        def hook(module: nn.Module, *hook_args: Any) -> Any:
+            p = self.current
+            if p is None or slot.index not in p.active:
+                return None
+            if slot.needs_call_inputs:
+                args, kwargs, output = hook_args
+            else:
+                (args, output), kwargs = hook_args, {}
+            return self._perturb(p, slot, args, kwargs, output)
+
+        return hook
+
+    def _perturb(self, p: NoisyPass, slot: ModuleSlot, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 output: Any) -> torch.Tensor:
+        rows = p.layout.rows
+        if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != rows:
+            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise EstimatorError(
+                f"module '{slot.name}' ({type(slot.module).__name__}) returned {got}; LR needs a tensor whose "
+                f"first dimension is the {rows} rows in flight (batch-first modules)")
+        call_index = p.calls.get(slot.index, 0)
+        p.calls[slot.index] = call_index + 1
+        key = noise_key(self.seed, p.step, slot.index, call_index, p.layout.group)
+        unit_shape = tuple(output.shape[1:])
+        eps = self.codec.draw(key, p.layout, unit_shape, output.dtype, output.device)
+        if self.track_sigma_stat:
+            stat = self.codec.law.log_sigma_score(eps).reshape(rows, -1).sum(1)
+            prev = p.sigma_stat.get(slot.block)
+            p.sigma_stat[slot.block] = stat if prev is None else prev + stat
+        first = args[0] if args else None
+        shared = p.replicated is not None and first is p.replicated
+        if slot.needs_call_inputs:
+            stored: Any = CallInputs(tuple(_detach(a) for a in args), {k: _detach(v) for k, v in kwargs.items()})
+            version = -1
+        else:
+            stored = p.prefix if shared else first.detach()
+            version = stored._version
+        p.records.append(CallRecord(slot, call_index, stored, shared, version, key, p.layout, unit_shape,
+                                    output.dtype, output.device, self.codec.keep(eps)))
+        sigma = p.sigma[slot.index]
+        if slot.needs_call_inputs:         # an unknown module's output may alias its input
+            return output + sigma * eps
+        return output.add_(eps, alpha=sigma)
+
+
+def _detach(value: Any) -> Any:
+    return value.detach() if isinstance(value, torch.Tensor) else value

@@ -1,0 +1,155 @@
+"""Noise for the LR estimators: laws and their scores, counter-based keys, pseudo-random and
+quasi-Monte-Carlo draws with antithetic pairing, and 1-bit sign packing.
+
+Layout: a noisy pass carries ``samples × copies`` rows, sample-major (row = i·K + k). A draw for one
+module call has shape ``(rows, *unit_shape)``; with ``antithetic`` copies come in adjacent pairs
+(ε, −ε) of the same sample. Every draw is keyed on integers (seed, step, module, call, copy group) so
+that it can be regenerated bit-identically instead of stored (``noise_storage='seed'``).
+
+This module depends on torch only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# ----------------------------------------------------------------------------- keys
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    """SplitMix64 finaliser: z += φ·2⁶⁴; z = (z ⊕ z≫30)·c₁; z = (z ⊕ z≫27)·c₂; z ⊕ z≫31 (mod 2⁶⁴)."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def noise_key(*counters: int) -> int:
+    """h₀ = 0, h_{j+1} = splitmix64(h_j ⊕ splitmix64(c_j)); returns h mod 2⁶³, a valid torch seed.
+
+    Used as ``noise_key(seed, step, module_index, call_index, copy_group)``: the same tuple always
+    gives the same key; distinct tuples give unrelated keys.
+    """
+    h = 0
+    for c in counters:
+        h = _splitmix64(h ^ _splitmix64(int(c) & _MASK64))
+    return h & ((1 << 63) - 1)
+
+
+# ----------------------------------------------------------------------------- laws
+@dataclass(frozen=True)
+class NoiseLaw:
+    """A unit-variance noise law with density f. ``score(ε) = −(ln f)'(ε)`` replaces ε in the LR
+    estimate; ``mean_abs = E|ε|`` rescales the sign score of ALR; ``log_sigma_score(ε) = ε·score(ε) − 1``
+    is ∂ ln p_σ(v + σε)/∂ ln σ per unit (the adaptive-σ statistic)."""
+
+    name: str
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+        if self.name == "gaussian":
+            return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+        u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+        return self.from_uniform(u)
+
+    def from_uniform(self, u: torch.Tensor) -> torch.Tensor:
+        """Inverse CDF. Gaussian: Φ⁻¹(u). Laplace (scale b = 1/√2): −b·sign(u−½)·ln(1 − 2|u−½|)."""
+        tiny = torch.finfo(u.dtype).tiny if u.dtype != torch.float64 else 1e-300
+        u = u.clamp(tiny, 1.0 - torch.finfo(u.dtype).eps / 2)
+        if self.name == "gaussian":
+            return torch.special.ndtri(u)
+        c = u - 0.5
+        return -torch.sign(c) * torch.log1p(-2.0 * c.abs()) / math.sqrt(2.0)
+
+    def score(self, eps: torch.Tensor) -> torch.Tensor:
+        """Gaussian: ε. Laplace (unit variance): √2·sign(ε)."""
+        if self.name == "gaussian":
+            return eps
+        return torch.sign(eps) * math.sqrt(2.0)
+
+    @property
+    def mean_abs(self) -> float:
+        """E|ε|: √(2/π) for the Gaussian, 1/√2 for the unit-variance Laplace."""
+        return math.sqrt(2.0 / math.pi) if self.name == "gaussian" else 1.0 / math.sqrt(2.0)
+
+    def log_sigma_score(self, eps: torch.Tensor) -> torch.Tensor:
+        """ε·score(ε) − 1: Gaussian ε² − 1, Laplace √2|ε| − 1 (mean 0 under the law)."""
+        if self.name == "gaussian":
+            return eps * eps - 1.0
+        return eps.abs() * math.sqrt(2.0) - 1.0
+
+
+NOISE_LAWS = {name: NoiseLaw(name) for name in ("gaussian", "laplace")}
+
+# ----------------------------------------------------------------------------- draws
+SOBOL_MAX_DIM = torch.quasirandom.SobolEngine.MAXDIM  # 21201
+
+
+def sobol_uniforms(points: int, dim: int, key: int) -> torch.Tensor:
+    """``points`` scrambled Sobol points in (0,1)^dim (float64, CPU). The engine has at most
+    ``SOBOL_MAX_DIM`` dimensions, so coordinates are drawn in blocks of ≤ 21201, each block from its
+    own independently scrambled engine (seeded by ``noise_key(key, block)``)."""
+    blocks = []
+    for j, start in enumerate(range(0, dim, SOBOL_MAX_DIM)):
+        width = min(SOBOL_MAX_DIM, dim - start)
+        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=noise_key(key, j) % (2 ** 31))
+        blocks.append(engine.draw(points, dtype=torch.float64))
+    return torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+
+
+def draw_noise(law: NoiseLaw, samples: int, copies: int, unit_shape: tuple[int, ...], key: int, *,
+               antithetic: bool, qmc: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """ε of shape ``(samples·copies, *unit_shape)``, row = i·copies + k, in one vectorised draw.
+
+    antithetic: copies 2j and 2j+1 of a sample get ε and −ε (``copies`` must be even).
+    qmc: sample i's independent copies are consecutive points of one scrambled Sobol sequence (an
+    Owen-scrambled net when their number is a power of two), mapped by the law's inverse CDF.
+    """
+    independent = copies // 2 if antithetic else copies
+    shape = (samples, independent, *unit_shape)
+    if qmc:
+        units = math.prod(unit_shape)
+        u = sobol_uniforms(samples * independent, units, key)
+        eps = law.from_uniform(u).to(device=device, dtype=dtype).reshape(shape)
+    else:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(key)
+        eps = law.sample(shape, gen, dtype, device)
+    if antithetic:
+        eps = torch.stack([eps, -eps], dim=2)
+    return eps.reshape(samples * copies, *unit_shape)
+
+
+# ----------------------------------------------------------------------------- sign packing
+_BIT_WEIGHTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _bit_weights(device: torch.device) -> torch.Tensor:
+    if device not in _BIT_WEIGHTS:
+        _BIT_WEIGHTS[device] = (2 ** torch.arange(8, device=device)).to(torch.uint8)
+    return _BIT_WEIGHTS[device]
+
+
+def pack_signs(eps: torch.Tensor) -> torch.Tensor:
+    """1 bit per element: bit j of byte m is [ε_{8m+j} > 0]; returns ⌈numel/8⌉ uint8 (zero-padded)."""
+    bits = (eps.reshape(-1) > 0).to(torch.uint8)
+    pad = (-bits.numel()) % 8
+    if pad:
+        bits = torch.cat([bits, bits.new_zeros(pad)])
+    return (bits.view(-1, 8) * _bit_weights(bits.device)).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_signs(packed: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of ``pack_signs``: s = 2·bit − 1 ∈ {−1, +1} of ``shape`` and ``dtype``."""
+    numel = math.prod(shape)
+    bits = packed.unsqueeze(1).bitwise_and(_bit_weights(packed.device)).ne(0)
+    return bits.reshape(-1)[:numel].to(dtype).mul_(2).sub_(1).reshape(shape)
+
+
+def signs_of(eps: torch.Tensor) -> torch.Tensor:
+    """s = 2·[ε > 0] − 1 — the same ±1 that ``unpack_signs(pack_signs(ε))`` returns."""
+    return (eps > 0).to(eps.dtype).mul_(2).sub_(1)
