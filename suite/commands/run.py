@@ -1,0 +1,63 @@
+"""``lrbench run SUITE|CONFIG [--out DIR] [--only KEY=VALUE ...] [key=value ...]``: run a suite of trainings.
+
+SUITE is a built-in suite name (``quick``; see suite/suites/) or a YAML file (a suite, or one run's
+config). ``key=value`` overrides every run (YAML values: ``seeds=[0,1,2]``, ``max_epochs=1``,
+``estimator_options.copies=32``); ``--only KEY=VALUE`` keeps the matching runs. Every run's record goes
+to ``DIR/runs/<run_id>.json``; runs already recorded as completed or diverged are skipped. The exit
+code is 0 when no run failed, 1 when some did (they are listed), 2 on bad input (nothing is run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "results"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run a suite of trainings (e.g. 'lrbench run quick')",
+        description="Run a suite (built-in name such as 'quick', or a YAML file) and write one JSON record per "
+                    "run under OUT/runs/. Completed runs are skipped when the suite is run again.")
+    p.add_argument("suite", metavar="SUITE|CONFIG", help="built-in suite name (quick, ...) or a YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override for every run, e.g. max_epochs=1 seeds=[0,1] estimator_options.copies=32")
+    p.add_argument("--out", default=None, help=f"results folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep only runs whose resolved config has this value (repeatable)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
+    p.add_argument("--list", action="store_true", help="print the resolved run ids and exit without running")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import expand_suite, parse_assignments
+    from ..results import is_done, run_id
+
+    overrides = parse_assignments(args.overrides, "override")
+    out = args.out or overrides.pop("out", None) or DEFAULT_OUT
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.no_progress:
+        overrides["progress"] = False
+    configs = expand_suite(args.suite, overrides, args.only)  # every check happens here, before any run
+    out_dir = Path(str(out)).expanduser()
+    if args.list:
+        for config in configs:
+            rid = run_id(config)
+            print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
+        return 0
+    from ..runner import _check_init_sources, run_suite
+
+    _check_init_sources(configs, out_dir)
+    progress = all(c["progress"] for c in configs)
+    result = run_suite(configs, out_dir, progress=progress)
+    done = len(result.records) - len(result.failures)
+    print(f"lrbench run: {len(configs)} runs: {done} run now, {len(result.skipped)} already done, "
+          f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
+    for record in result.failures:
+        print(f"lrbench run: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
+    return result.exit_code
