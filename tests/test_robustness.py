@@ -288,3 +288,24 @@ def test_corruption_accuracy_drops_with_severity(trained, digits):
         values = [result["clean"]] + [by_severity[str(s)] for s in range(1, 6)]
         assert all(b <= a + 0.01 for a, b in zip(values, values[1:], strict=False)), (name, values)
         assert values[-1] < values[0] - 0.05, (name, values)
+
+
+@pytest.mark.parametrize("task", ["digits-rnn", "digits-rnn-lstm", "digits-rnn-elman", "digits-cnn-batchnorm",
+                                  "digits-vit"])
+def test_task_models_are_attackable_in_eval_mode(task):
+    """Every model family of tasks/ gives input gradients under inference mode; BatchNorm statistics are
+    not touched (eval mode) and the train flag comes back."""
+    from tasks import get_task
+
+    spec = get_task(task)
+    torch.manual_seed(0)
+    model = spec.build_model().train()
+    x, y = spec.load_data(seed=0).test
+    x, y = x[:32], y[:32]
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.inference_mode():
+        adv = pgd(model, x, y, eps=0.1, steps=2)
+    assert model.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    delta = (adv - x).abs()
+    assert delta.max() > 0.05 and delta.max() <= 0.1 + 1e-7 and adv.min() >= 0 and adv.max() <= 1
