@@ -213,6 +213,15 @@ def test_rnn_is_attacked_under_inference_mode(digits):
     assert result["transfer_fgsm"] is None and result["transfer_pgd"] is None
 
 
+def test_transfer_from_the_model_itself_is_white_box(trained, digits):
+    _, _, xte, yte = digits
+    settings = {**FAST, "eps_linf": [0.1, 0.2], "eps_l2": []}
+    result = robustness_metrics(trained, xte, yte, dataset="digits", settings=settings, surrogate=trained,
+                                seed=4)
+    assert result["transfer_fgsm"] == result["fgsm"] and result["transfer_pgd"] == result["pgd_linf"]
+    assert result["settings"]["transfer_source"] == "surrogate"
+
+
 def test_eval_mode_and_dropout(digits):
     """A model left in training mode is evaluated in eval mode (dropout off): two calls agree exactly."""
     xtr, ytr, xte, yte = digits
@@ -268,8 +277,12 @@ def test_default_grids_and_settings():
     assert resolve_settings("fashion-mnist", None, 0)["eps_linf"] == [0.05, 0.1, 0.13, 0.2, 0.3]
     assert resolve_settings("mnist", {"pgd_linf": {"steps": 40}}, 0)["pgd_linf"] == \
         {"steps": 40, "step_size_factor": 2.5, "random_start": True}
+    assert resolve_settings("mnist", {"pgd_l2.steps": 7, "pgd_l2": {"random_start": False}}, 0)["pgd_l2"] == \
+        {"steps": 7, "step_size_factor": 2.5, "random_start": False}
     with pytest.raises(UserError, match="valid"):
         resolve_settings("mnist", {"epsilon": [0.1]}, 0)
+    with pytest.raises(UserError, match="valid"):
+        resolve_settings("mnist", {"pgd_linf.step": 3}, 0)
     with pytest.raises(UserError, match="eps_linf"):
         resolve_settings("imagenet", {"corruptions": []}, 0)
     with pytest.raises(UserError, match="valid"):

@@ -72,9 +72,24 @@ def dataset_family(dataset: str) -> str | None:
     return None
 
 
+def _undot(settings: dict[str, Any]) -> dict[str, Any]:
+    """{'pgd_linf.steps': 5} -> {'pgd_linf': {'steps': 5}} (one level, merged with a nested dict if given)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        head, dot, tail = str(key).partition(".")
+        if dot:
+            out[head] = {**(out.get(head) or {}), tail: value}
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**value, **out[key]}
+        else:
+            out[key] = value
+    return out
+
+
 def resolve_settings(dataset: str, settings: dict[str, Any] | None, seed: int) -> dict[str, Any]:
-    """DEFAULT_SETTINGS updated by ``settings`` (nested attack dicts merged), grids filled in; UserError if bad."""
-    settings = dict(settings or {})
+    """DEFAULT_SETTINGS updated by ``settings`` (nested attack dicts merged, dotted keys such as
+    ``pgd_linf.steps`` accepted), grids filled in; UserError if bad."""
+    settings = _undot(settings or {})
     unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
     if unknown:
         raise UserError(f"unknown robustness setting(s) {', '.join(unknown)}; valid: {', '.join(DEFAULT_SETTINGS)}")
@@ -217,8 +232,9 @@ def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Ten
             "fgsm": white_box(make_fgsm, cfg["eps_linf"], 0),
             "pgd_linf": white_box(make_pgd("linf", pgd_linf), cfg["eps_linf"], 100),
             "pgd_l2": white_box(make_pgd("l2", pgd_l2), cfg["eps_l2"], 200),
-            "transfer_fgsm": transfer(make_fgsm, 300),
-            "transfer_pgd": transfer(make_pgd("linf", pgd_linf), 400),
+            # same random-start seeds as white-box: with surrogate = model, transfer = white-box exactly
+            "transfer_fgsm": transfer(make_fgsm, 0),
+            "transfer_pgd": transfer(make_pgd("linf", pgd_linf), 100),
             "corruptions": {
                 name: {str(s): accuracy_under(model, corrupt(x, name, s, seed=seed,
                                                              params=cfg["corruption_params"]), y, batch)
