@@ -55,7 +55,7 @@ MLP = {"widths": (64,), "activation": "relu", "norm": "none"}
 CNN = {"channels": (16, 32), "kernel": 3, "pool": "max", "activation": "relu", "norm": "none"}
 ROW_RNN = {"cell": "gru", "hidden": 32, "layers": 1, "activation": "tanh"}
 VIT = {"patch": 2, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0, "embed": "linear", "activation": "gelu"}
-ULR_SEED = {"sigma": 1e-3}                       # ULR paper: σ = 1e-3, batch 100, Adam 1e-3
+ULR_SEED = {"sigma": 1e-3, "injection": "layerwise", "prefix_sharing": True}  # ULR paper: σ = 1e-3, batch 100, Adam 1e-3
 VGG8_COPIES = [100, 200, 400, 800, 400, 200, 100, 50]
 RESNET5_COPIES = [800, 800, 800, 800, 100]
 DIGITS = {"target": 0.90, "epochs": 20, "batch_size": 32, "lr": 3e-3}
