@@ -89,16 +89,27 @@ NOISE_LAWS = {name: NoiseLaw(name) for name in ("gaussian", "laplace")}
 SOBOL_MAX_DIM = torch.quasirandom.SobolEngine.MAXDIM  # 21201
 
 
-def sobol_uniforms(points: int, dim: int, key: int) -> torch.Tensor:
-    """``points`` scrambled Sobol points in (0,1)^dim (float64, CPU). The engine has at most
-    ``SOBOL_MAX_DIM`` dimensions, so coordinates are drawn in blocks of ≤ 21201, each block from its
-    own independently scrambled engine (seeded by ``noise_key(key, block)``)."""
+def sobol_uniforms(samples: int, points: int, dim: int, key: int) -> torch.Tensor:
+    """Scrambled Sobol points in (0,1)^dim for each of ``samples`` samples: shape (samples, points, dim),
+    float64, CPU.
+
+    Latin supercube sampling (Owen 1998): the engine has at most ``SOBOL_MAX_DIM`` = 21201 dimensions,
+    so coordinates are split into blocks of ≤ 21201, each from its own independently scrambled engine;
+    sample i takes the ``points`` consecutive points [i·P, (i+1)·P) of its block's sequence (a scrambled
+    net when P is a power of two), and the order of those points is randomly permuted per (sample,
+    block). Without the permutation, two blocks (or two module calls, or two samples) would pair the
+    same point indices and their coordinates would be strongly dependent.
+    """
     blocks = []
     for j, start in enumerate(range(0, dim, SOBOL_MAX_DIM)):
         width = min(SOBOL_MAX_DIM, dim - start)
-        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=noise_key(key, j) % (2 ** 31))
-        blocks.append(engine.draw(points, dtype=torch.float64))
-    return torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
+        block_key = noise_key(key, j)
+        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=block_key % (2 ** 31))
+        u = engine.draw(samples * points, dtype=torch.float64).view(samples, points, width)
+        gen = torch.Generator().manual_seed(noise_key(block_key, 1))
+        order = torch.rand(samples, points, generator=gen, dtype=torch.float64).argsort(dim=1)
+        blocks.append(u.gather(1, order.unsqueeze(2).expand(samples, points, width)))
+    return torch.cat(blocks, dim=2) if len(blocks) > 1 else blocks[0]
 
 
 def draw_noise(law: NoiseLaw, samples: int, copies: int, unit_shape: tuple[int, ...], key: int, *,
@@ -107,13 +118,14 @@ def draw_noise(law: NoiseLaw, samples: int, copies: int, unit_shape: tuple[int, 
 
     antithetic: copies 2j and 2j+1 of a sample get ε and −ε (``copies`` must be even).
     qmc: sample i's independent copies are consecutive points of one scrambled Sobol sequence (an
-    Owen-scrambled net when their number is a power of two), mapped by the law's inverse CDF.
+    Owen-scrambled net when their number is a power of two), randomly ordered per sample (see
+    ``sobol_uniforms``), mapped by the law's inverse CDF.
     """
     independent = copies // 2 if antithetic else copies
     shape = (samples, independent, *unit_shape)
     if qmc:
         units = math.prod(unit_shape)
-        u = sobol_uniforms(samples * independent, units, key)
+        u = sobol_uniforms(samples, independent, units, key)
         eps = law.from_uniform(u).to(device=device, dtype=dtype).reshape(shape)
     else:
         gen = torch.Generator(device=device)
