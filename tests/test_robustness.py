@@ -322,3 +322,14 @@ def test_task_models_are_attackable_in_eval_mode(task):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
     delta = (adv - x).abs()
     assert delta.max() > 0.05 and delta.max() <= 0.1 + 1e-7 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_rejects_inputs_that_are_not_images_in_the_unit_box(trained):
+    x = torch.rand(10, 64)
+    y = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        robustness_metrics(trained, x * 2 - 0.5, y, dataset="digits")
+    with pytest.raises(UserError, match="token"):
+        robustness_metrics(trained, torch.zeros(10, 64, dtype=torch.long), y, dataset="digits")
+    with pytest.raises(UserError, match="token"):
+        robustness_metrics(trained, x, torch.zeros(10, 5, dtype=torch.long), dataset="digits")

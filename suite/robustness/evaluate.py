@@ -135,6 +135,17 @@ def resolve_settings(dataset: str, settings: dict[str, Any] | None, seed: int) -
     return out
 
 
+def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Image classification only: float inputs in [0, 1] (normalisation inside the model), one label each."""
+    if not x.is_floating_point() or y.dim() != 1 or len(x) != len(y) or len(x) == 0:
+        raise UserError(f"robustness needs float image inputs with one class label each (got inputs "
+                        f"{x.dtype} {tuple(x.shape)}, labels {tuple(y.shape)}); token/sequence tasks are not supported")
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise UserError(f"robustness needs inputs in [0, 1] with normalisation inside the model; got range "
+                        f"[{low:.3g}, {high:.3g}]")
+
+
 def select_subset(x: torch.Tensor, y: torch.Tensor, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``size`` of ``randperm(len(x))`` under ``seed`` (all of x, in order, when size is None/≥ len)."""
     if size is None or size >= len(x):
@@ -188,6 +199,7 @@ def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Ten
     The model's (and surrogate's) train/eval flags are restored afterwards; no parameter .grad is written.
     """
     cfg = resolve_settings(dataset, settings, seed)
+    check_inputs(x_test, y_test)
     x, y = select_subset(x_test, y_test, cfg["subset_size"], cfg["subset_seed"])
     batch = int(cfg["batch_size"])
     eot = int(cfg["eot_samples"])
