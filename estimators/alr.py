@@ -49,7 +49,7 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
         groups = [by_slot[i] for i in sorted(by_slot)]
         if not groups:
             return []
-        pool = self._thread_pool(len(groups))
+        pool = _thread_pool(self.opts["workers"] or max(1, min(len(groups), os.cpu_count() or 1)))
         device = groups[0][0].device
         on_cuda = device.type == "cuda"
         producer = torch.cuda.current_stream(device) if on_cuda else None
@@ -69,10 +69,12 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
                 producer.wait_stream(stream)
         return [(recs[0].slot, grads) for recs, (grads, _) in zip(groups, results)]
 
-    def _thread_pool(self, tasks: int) -> ThreadPoolExecutor:
-        workers = self.opts["workers"] or max(1, min(tasks, os.cpu_count() or 1))
-        if self._pool is None or self._pool._max_workers != workers:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alr-grad")
-        return self._pool
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool per worker count (kept out of the estimator so it stays picklable)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alr-grad")
+    return _POOLS[workers]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -203,7 +202,6 @@ class LikelihoodRatioEstimator(Estimator):
         super().__init__(**opts)
         self.log_sigma: list[float] | None = None
         self.block_costs: dict[int, list[float]] = {}
-        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ options
     def check_options(self) -> None:

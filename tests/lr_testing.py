@@ -70,13 +70,13 @@ def mean_squared_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds
 
 def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, copies: int, sigma: float,
                         seed: int = 0, step: int = 0, baseline: str = "none", noise: str = "gaussian",
-                        antithetic: bool = False, qmc: bool = False) -> torch.Tensor:
+                        antithetic: bool = False, qmc: bool = False, sign: bool = False) -> torch.Tensor:
     """The ULR estimate (global injection, one pass) computed independently by autograd:
 
         ĝ = ∇_θ Σ_calls Σ_rows ⟨v_call(θ_m; X detached), (ℓ − b) ⊙ score(ε) / (σ·N)⟩
 
     with the engine's noise (same keys), every module's input detached so that only its own
-    parameters' local Jacobian enters.
+    parameters' local Jacobian enters. ``sign``: ALR's score sign(ε)/E|ε| instead of score(ε).
     """
     law = NOISE_LAWS[noise]
     batch = x.shape[0]
@@ -109,7 +109,8 @@ def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Ten
             elif baseline == "loo":
                 t = losses.view(batch, copies)
                 losses = (t - (t.sum(1, keepdim=True) - t) / (copies - 1)).reshape(-1)
-            total = sum((v * (law.score(e) * losses.view(-1, *[1] * (e.dim() - 1)))).sum() for v, e in pieces)
+            score = (lambda e: torch.where(e > 0, 1.0, -1.0).to(e.dtype) / law.mean_abs) if sign else law.score
+            total = sum((v * (score(e) * losses.view(-1, *[1] * (e.dim() - 1)))).sum() for v, e in pieces)
             params = [p for p in model.parameters() if p.requires_grad]
             grads = torch.autograd.grad(total / (sigma * batch * copies), params)
     finally:
