@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -186,8 +187,32 @@ def _key(eps: float) -> str:
     return repr(float(eps))
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
+# Random-start seeds: seed + offset + (index of ε in the grid); transfer reuses the white-box offsets.
+_SEED_OFFSETS = {"fgsm": 0, "pgd_linf": 100, "pgd_l2": 200}
+
+
+def make_attack(kind: str, cfg: dict[str, Any]) -> Attack:
+    """(source, x, y, ε, generator) -> x' for ``kind`` ∈ fgsm | pgd_linf | pgd_l2 with the resolved settings."""
+    eot = int(cfg["eot_samples"])
+    if kind == "fgsm":
+        return lambda f, x, y, eps, g: fgsm(f, x, y, eps=eps, eot_samples=eot)
+    opts = cfg[kind]
+    return lambda f, x, y, eps, g: pgd(f, x, y, eps=eps, norm=kind.removeprefix("pgd_"), steps=int(opts["steps"]),
+                                       step_size_factor=float(opts["step_size_factor"]),
+                                       random_start=bool(opts["random_start"]), generator=g, eot_samples=eot)
+
+
+def eps_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, grid: list[float], *,
+              batch_size: int, seed: int, source: nn.Module | None = None) -> dict[str, float]:
+    """{repr(ε): acc(f, attack_g(x, ε))} over the grid; the i-th ε's random start is seeded by seed + i."""
+    source = model if source is None else source
+    curve = {}
+    for i, eps in enumerate(grid):
+        generator = torch.Generator(device=_device(source)).manual_seed(seed + i)
+        curve[_key(eps)] = accuracy_under(model, x, y, batch_size,
+                                          lambda f, xb, yb, e=eps, g=generator: attack(f, xb, yb, e, g), source)
+    return curve
 
 
 def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, *, dataset: str,
@@ -205,30 +230,21 @@ def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Ten
     eot = int(cfg["eot_samples"])
     pgd_linf = {k: cfg["pgd_linf"][k] for k in _PGD_KEYS}
     pgd_l2 = {k: cfg["pgd_l2"][k] for k in _PGD_KEYS}
+
+    def white_box(kind: str, grid: list[float]) -> dict[str, float]:
+        return eps_curve(model, x, y, make_attack(kind, cfg), grid, batch_size=batch,
+                         seed=seed + _SEED_OFFSETS[kind])
+
+    def transfer(kind: str) -> dict[str, float] | None:
+        if surrogate is None:
+            return None
+        return eps_curve(model, x, y, make_attack(kind, cfg), cfg["transfer_eps"], batch_size=batch,
+                         seed=seed + _SEED_OFFSETS[kind], source=surrogate)
+
     with contextlib.ExitStack() as stack:
         for m in (model, surrogate):
             if m is not None:
                 stack.enter_context(attack_mode(m))
-        def white_box(make, grid: list[float], offset: int) -> dict[str, float]:
-            return {_key(e): accuracy_under(model, x, y, batch, make(e, _generator(_device(model), seed + offset + i)))
-                    for i, e in enumerate(grid)}
-
-        def transfer(make, offset: int) -> dict[str, float] | None:
-            if surrogate is None:
-                return None
-            return {_key(e): accuracy_under(model, x, y, batch,
-                                            make(e, _generator(_device(surrogate), seed + offset + i)), surrogate)
-                    for i, e in enumerate(cfg["transfer_eps"])}
-
-        def make_fgsm(e, _g):
-            return lambda f, xb, yb: fgsm(f, xb, yb, eps=e, eot_samples=eot)
-
-        def make_pgd(norm: str, opts: dict):
-            return lambda e, g: (lambda f, xb, yb: pgd(f, xb, yb, eps=e, norm=norm, steps=int(opts["steps"]),
-                                                       step_size_factor=float(opts["step_size_factor"]),
-                                                       random_start=bool(opts["random_start"]), generator=g,
-                                                       eot_samples=eot))
-
         result: dict[str, Any] = {
             "subset_size": len(x),
             "subset_seed": cfg["subset_seed"],
@@ -241,12 +257,12 @@ def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Ten
                 "corruption_params": cfg["corruption_params"],
             },
             "clean": accuracy_under(model, x, y, batch),
-            "fgsm": white_box(make_fgsm, cfg["eps_linf"], 0),
-            "pgd_linf": white_box(make_pgd("linf", pgd_linf), cfg["eps_linf"], 100),
-            "pgd_l2": white_box(make_pgd("l2", pgd_l2), cfg["eps_l2"], 200),
+            "fgsm": white_box("fgsm", cfg["eps_linf"]),
+            "pgd_linf": white_box("pgd_linf", cfg["eps_linf"]),
+            "pgd_l2": white_box("pgd_l2", cfg["eps_l2"]),
             # same random-start seeds as white-box: with surrogate = model, transfer = white-box exactly
-            "transfer_fgsm": transfer(make_fgsm, 0),
-            "transfer_pgd": transfer(make_pgd("linf", pgd_linf), 100),
+            "transfer_fgsm": transfer("fgsm"),
+            "transfer_pgd": transfer("pgd_linf"),
             "corruptions": {
                 name: {str(s): accuracy_under(model, corrupt(x, name, s, seed=seed,
                                                              params=cfg["corruption_params"]), y, batch)
