@@ -169,10 +169,14 @@ class SketchPlan:
     step: int
 
     def selected(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        """Conv2d (and Linear with layers=all) modules with a trainable weight, in module order."""
+        """Conv2d (and Linear with layers=all) modules with a trainable weight, in module order.
+
+        Subclasses that override ``forward`` are left alone (exact): their forward is not a plain conv.
+        """
         types: tuple[type, ...] = (nn.Conv2d,) if self.layers == "conv" else (nn.Conv2d, nn.Linear)
         return [(n, m) for n, m in model.named_modules()
-                if isinstance(m, types) and m.weight.requires_grad]
+                if isinstance(m, types) and m.weight.requires_grad
+                and type(m).forward in (nn.Conv2d.forward, nn.Linear.forward)]
 
     def sketch(self, module: nn.Module, layer: int, call: int) -> Sketch:
         """The sketch of call ``call`` of layer ``layer``; its seed is keyed on (seed, step, layer, call)."""

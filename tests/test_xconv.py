@@ -195,6 +195,42 @@ def test_paper_mnist_net_bytes_per_layer() -> None:
     assert logs["forward_passes"] == 1.0
 
 
+class TwiceConv(nn.Module):
+    """One conv applied twice (shared weights) and a Linear over a (B, T, d) sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(torch.tanh(self.conv(x))))      # (B, 3, 4, 4)
+        return self.head(h.flatten(2).transpose(1, 2).reshape(x.shape[0], 8, 6)).mean(1)
+
+
+def test_shared_layer_calls_and_sequence_linear() -> None:
+    """A layer called twice gets one sketch (and seed) per call; exact probes → exact sum of both calls."""
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return TwiceConv().double()
+
+    torch.manual_seed(8)
+    x, y = torch.randn(4, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (4,))
+    ref = reference(build, x, y)
+    model = build()
+    est = get_estimator("xconv", probes=48, probe_mode="orthogonal", layers="all", first_layer_exact=False)
+    _, logs = est.estimate(model, per_sample_ce, x, y)
+    conv, head = est.last_records
+    assert conv.calls == 2 and logs["stored_bytes/conv"] == 2 * (48 * 4 * 8 + 8)
+    assert head.input_shapes == [(4, 8, 6)] and logs["stored_bytes/head"] == 32 * 6 * 8 + 8  # r capped at M=32
+    got = grads(model)
+    for name in ref:
+        assert rel(got[name], ref[name]) < 1e-12, name
+    est = get_estimator("xconv", probes=4, layers="all", first_layer_exact=False)
+    est.estimate(model, per_sample_ce, x, y)
+    assert rel(grads(model)["conv.weight"], ref["conv.weight"]) > 0.01   # sketched in both calls
+
+
 def test_seeded_bit_identical_and_grad_replaced() -> None:
     x, y = batch(torch.float32)
     runs = []
