@@ -123,3 +123,29 @@ def test_bad_input_is_one_line_exit_2(run_dir, models, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("lrbench: error:")
+
+
+def test_runner_fills_metrics_robustness_with_the_results_shape(tmp_path):
+    """End to end: ``lrbench run`` with ``robustness`` set calls robustness_metrics after training and the
+    record carries the docs/RESULTS.md shape; ``transfer_source`` names an earlier run of the folder."""
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--no-progress", "max_epochs=2", "grad_quality_every=null"]
+    suite = tmp_path / "bp.yaml"
+    suite.write_text("grid: {task: [digits-mlp], estimator: [bp]}\nseeds: [1]\n")
+    assert main(["run", str(suite), *common]) == 0
+    (surrogate_id,) = [p.stem for p in (out / "runs").glob("*.json")]
+    suite.write_text("grid: {task: [digits-mlp], estimator: [bp]}\nseeds: [0]\n")
+    assert main(["run", str(suite), *common, "robustness.subset_size=100", "robustness.pgd_linf.steps=3",
+                 "robustness.pgd_l2.steps=3", f"robustness.transfer_source={surrogate_id}"]) == 0
+    (record_path,) = [p for p in (out / "runs").glob("*.json") if p.stem != surrogate_id]
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "completed", record["message"]
+    rob = record["metrics"]["robustness"]
+    assert set(rob) == {"subset_size", "subset_seed", "settings", "clean", "fgsm", "pgd_linf", "pgd_l2",
+                        "transfer_fgsm", "transfer_pgd", "corruptions"}
+    assert rob["subset_size"] == 100 and rob["settings"]["transfer_source"] == surrogate_id
+    assert list(rob["fgsm"]) == ["0.05", "0.1", "0.13", "0.2", "0.3"] == list(rob["transfer_pgd"])
+    assert {k: len(v) for k, v in rob["corruptions"].items()} == \
+        {"gaussian_noise": 5, "impulse_noise": 5, "contrast": 5, "gaussian_blur": 5}
+    assert rob["settings"]["pgd_linf"] == {"steps": 3, "step_size_factor": 2.5, "random_start": True}
+    assert all(0 <= a <= 1 for a in rob["pgd_linf"].values())
