@@ -333,3 +333,21 @@ def test_rejects_inputs_that_are_not_images_in_the_unit_box(trained):
         robustness_metrics(trained, torch.zeros(10, 64, dtype=torch.long), y, dataset="digits")
     with pytest.raises(UserError, match="token"):
         robustness_metrics(trained, x, torch.zeros(10, 5, dtype=torch.long), dataset="digits")
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_random_start_pgd_agrees_with_torchattacks_in_accuracy(trained, digits, norm, eps):
+    """With random starts the draws differ, so compare robust accuracies on the whole digits test set."""
+    torchattacks = pytest.importorskip("torchattacks")
+    _, _, xte, yte = digits
+    x = xte.reshape(-1, 1, 8, 8)
+    steps = 10
+    alpha = 2.5 * eps / steps
+    torch.manual_seed(0)
+    ours = pgd(trained, x, yte, eps=eps, norm=norm, steps=steps, generator=torch.Generator().manual_seed(0))
+    cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
+    ref = cls(trained, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, yte)
+    with torch.no_grad():
+        acc_ours = (trained(ours).argmax(1) == yte).float().mean().item()
+        acc_ref = (trained(ref).argmax(1) == yte).float().mean().item()
+    assert abs(acc_ours - acc_ref) <= 0.03, (acc_ours, acc_ref)
