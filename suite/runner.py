@@ -109,6 +109,8 @@ def _deterministic(device_type: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
+    import pytorch_lightning  # noqa: F401 - its import sets its loggers to INFO; lower them afterwards
+
     names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
     levels = {n: logging.getLogger(n).level for n in names}
     for n in names:

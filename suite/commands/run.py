@@ -30,14 +30,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
     p.add_argument("--list", action="store_true", help="print the resolved run ids and exit without running")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, accepts_extra=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import expand_suite, parse_assignments
+    from ..errors import UserError
     from ..results import is_done, run_id
 
-    overrides = parse_assignments(args.overrides, "override")
+    # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
+    extra = list(getattr(args, "extra", []) or [])
+    bad = [t for t in extra if t.startswith("-") or "=" not in t]
+    if bad:
+        raise UserError(f"unrecognized argument '{bad[0]}' (overrides look like key=value; see 'lrbench run --help')")
+    overrides = parse_assignments([*args.overrides, *extra], "override")
     out = args.out or overrides.pop("out", None) or DEFAULT_OUT
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
