@@ -187,10 +187,10 @@ def sync_after_estimate(model: torch.nn.Module, estimator: Any, loss: torch.Tens
     N = Σ n_r and the global mean loss Σ n_r ℓ_r / N (so a divergence check sees the same value on every
     rank); then the gradients are averaged with weights n_r (``all_reduce_gradients``) and the adaptive
     estimator state is averaged (``sync_estimator_state``). Returns ``(global mean loss, logs)``; without
-    a process group, ``(loss, zeros)`` unchanged.
+    a process group, ``(loss, {})`` unchanged.
     """
     if not is_distributed():
-        return loss, {"grad_sync_bytes": 0.0, "grad_sync_buckets": 0.0}
+        return loss, {}
     n = float(samples) if samples is not None else 1.0
     value = float(loss) if loss is not None else 0.0
     t = torch.tensor([value * n, n], dtype=torch.float64, device=_comm_device())

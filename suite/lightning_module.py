@@ -6,7 +6,9 @@ One training step::
     [gradient quality vs BP on the same batch and parameters, when scheduled]        (untimed)
     optimizer.step(); scheduler.step()                                               (timed)
 
-A non-finite loss raises :class:`Diverged`. At the end of every epoch the model is evaluated
+Under DDP every rank holds the global batch, estimates on its shard, and ``distributed.sync_after_estimate``
+averages ``.grad`` (and the loss) over ranks before the optimizer step (suite/distributed.py). A
+non-finite loss raises :class:`Diverged`. At the end of every epoch the model is evaluated
 (``eval()`` mode, no grad, untimed) on the validation and test splits; the epoch's row of ``history`` is
 ``{epoch, step, train_loss, val_accuracy, test_accuracy, wall_time}`` with ``train_loss`` the mean of the
 epoch's batch losses and ``wall_time`` the training clock (:mod:`suite.metrics.throughput`).
@@ -24,6 +26,7 @@ from torch import nn
 
 from estimators import Estimator
 
+from . import distributed
 from .metrics.gradient_quality import GradientQuality
 from .metrics.throughput import StepClock
 from .metrics.time_to_target import TimeToTarget
@@ -117,15 +120,19 @@ class EstimatorModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.clock.device = self.device
+        distributed.apply_rank_seed(self.estimator, self.global_rank)  # per-rank noise (suite/distributed.py)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
+        x, y = batch  # the global batch: every rank holds it, estimates on its shard (xs, ys)
+        xs, ys = distributed.shard_batch(x, y)
         opt = self.optimizers()
         sched = self.lr_schedulers()
         step = int(self.global_step)
         self.clock.begin_step()
         self.clock.start()
-        loss, logs = self.estimator.estimate(self.model, self.loss_fn, x, y)
+        loss, logs = self.estimator.estimate(self.model, self.loss_fn, xs, ys)
+        loss, sync_logs = distributed.sync_after_estimate(self.model, self.estimator, loss, len(xs))
+        logs = {**logs, **sync_logs}
         self.clock.stop()
         value = float(loss)
         if not math.isfinite(value):
@@ -138,7 +145,7 @@ class EstimatorModule(pl.LightningModule):
         if sched is not None:
             sched.step()
         self.clock.stop()
-        self.clock.end_step(len(x))
+        self.clock.end_step(len(xs))
         self.last_loss = value
         self._epoch_losses.append(value)
         self.log("train_loss", value, on_step=True, on_epoch=False, prog_bar=True)
