@@ -76,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    estimator_class(args.estimator).resolve_options(options)  # validate before any data is loaded
     from tasks import get_task
 
     from ..gradcheck import gradient_check
 
+    estimator_class(args.estimator)  # unknown estimator: fail before anything else
     spec = get_task(args.task)
+    # The task's tuned settings for this estimator, overridden by what the command line gives.
+    options = {**spec.estimator_defaults.get(args.estimator, {}), **options}
+    estimator_class(args.estimator).resolve_options(options)  # validate before any data is loaded
     model_options = parse_key_values(args.model, "--model")
     torch.manual_seed(args.seed)
     model = spec.build_model(**model_options)
@@ -94,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     result = {"task": args.task, "estimator": args.estimator, "batch_size": int(len(index)),
               "seed": args.seed, "options": options, **result}
     if args.json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
+        print(json.dumps(result, default=str))
         return 0
     print(f"{args.estimator} vs bp on {args.task} (batch {len(index)}, seed {args.seed}, "
           f"{result['num_parameters']} parameters, {args.repeats} repeat(s))")
