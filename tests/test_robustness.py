@@ -273,7 +273,8 @@ def test_subset_is_seeded_and_reported(digits):
 def test_default_grids_and_settings():
     cfg = resolve_settings("cifar10", None, seed=5)
     assert cfg["eps_linf"] == [2 / 255, 4 / 255, 8 / 255, 16 / 255]
-    assert 0.5 in cfg["eps_l2"] and cfg["subset_seed"] == 5 and cfg["subset_size"] == 1000
+    assert 0.5 in cfg["eps_l2"] and cfg["subset_seed"] == 0 and cfg["subset_size"] == 1000
+    assert resolve_settings("mnist", {"subset_seed": None}, 5)["subset_seed"] == 5
     assert resolve_settings("fashion-mnist", None, 0)["eps_linf"] == [0.05, 0.1, 0.13, 0.2, 0.3]
     assert resolve_settings("mnist", {"pgd_linf": {"steps": 40}}, 0)["pgd_linf"] == \
         {"steps": 40, "step_size_factor": 2.5, "random_start": True}

@@ -39,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eot-samples", type=int, default=None,
                    help="gradient samples per step for models with test-time noise (default: 1)")
     p.add_argument("--no-corruptions", action="store_true", help="skip the natural corruptions")
-    p.add_argument("--seed", type=int, default=None, help="subset / random-start seed (default: the run's)")
+    p.add_argument("--subset-seed", type=int, default=0,
+                   help="seed of the test subset and the corruption noise, shared by all models (default: 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the PGD random starts (default: the run's)")
     p.add_argument("--data-dir", default=None, help="data root (default: the run's, $LRBENCH_DATA, ~/.cache)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--force", action="store_true", help="recompute runs that already have robustness metrics")
@@ -49,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ``settings`` argument of robustness_metrics from the command-line flags (only those given)."""
-    settings: dict[str, Any] = {"subset_size": args.subset}
+    settings: dict[str, Any] = {"subset_size": args.subset, "subset_seed": args.subset_seed}
     if args.subset < 1:
         raise UserError(f"--subset must be >= 1, got {args.subset}")
     if args.eps is not None:
@@ -100,8 +102,9 @@ def evaluate_checkpoint(path: Path, args: argparse.Namespace, surrogate_path: Pa
                             f"'{config['task']}'")
         settings["transfer_source"] = surrogate_config["run_id"]
     spec = get_task(config["task"])
-    seed = args.seed if args.seed is not None else int(config.get("seed") or 0)
-    data = spec.load_data(data_dir=args.data_dir or config.get("data_dir"), device="cpu", seed=seed)
+    run_seed = int(config.get("seed") or 0)
+    seed = args.seed if args.seed is not None else run_seed
+    data = spec.load_data(data_dir=args.data_dir or config.get("data_dir"), device="cpu", seed=run_seed)
     x_test, y_test = data.test
     result = robustness_metrics(model, x_test, y_test, dataset=spec.dataset, settings=settings,
                                 surrogate=surrogate, seed=seed)

@@ -1,7 +1,8 @@
 """The robustness protocol: clean, white-box (FGSM, PGD-L∞, PGD-L2), transfer and corruption accuracies.
 
-On a fixed seeded subset of the test set (``subset_size`` examples drawn by ``randperm(seed=subset_seed)``),
-with the model in eval mode and its plain (noise-free) forward:
+On a fixed seeded subset of the test set (``subset_size`` examples drawn by ``randperm(seed=subset_seed)``,
+``subset_seed`` = 0 for every run by default so that all models are compared on the same examples and the
+same corrupted images), with the model in eval mode and its plain (noise-free) forward:
 
     clean            acc(f, x)
     fgsm[ε]          acc(f, FGSM_f(x, ε))                    white-box, every ε of the L∞ grid
@@ -11,7 +12,8 @@ with the model in eval mode and its plain (noise-free) forward:
                      adversarial examples crafted on the BP-trained surrogate g, evaluated on f (null without g)
     corruptions[c][s] acc(f, c_s(x))                         4 corruptions × severities 1..5
 
-acc(f, x) = (1/n) Σ_i [argmax f(x_i) = y_i]. The ε grids default per dataset (``EPS_LINF``/``EPS_L2``) and
+acc(f, x) = (1/n) Σ_i [argmax f(x_i) = y_i]. ``seed`` (the run's seed) seeds the PGD random starts;
+the corruption noise is seeded by ``subset_seed`` (data-side randomness, shared by all models). The ε grids default per dataset (``EPS_LINF``/``EPS_L2``) and
 every setting can be overridden (``DEFAULT_SETTINGS`` lists them). ε-map keys are ``repr(float(ε))``.
 """
 
@@ -44,7 +46,7 @@ EPS_L2: dict[str, tuple[float, ...]] = {
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "subset_size": 1000,          # examples of the test set (all of it when smaller); None = all
-    "subset_seed": None,          # None: the ``seed`` argument
+    "subset_seed": 0,             # the same subset (and corruption noise) for every model; None: ``seed``
     "batch_size": 250,
     "eps_linf": None,             # None: EPS_LINF[dataset family]; FGSM and PGD-L∞
     "eps_l2": None,               # None: EPS_L2[dataset family]
@@ -264,7 +266,7 @@ def robustness_metrics(model: nn.Module, x_test: torch.Tensor, y_test: torch.Ten
             "transfer_fgsm": transfer("fgsm"),
             "transfer_pgd": transfer("pgd_linf"),
             "corruptions": {
-                name: {str(s): accuracy_under(model, corrupt(x, name, s, seed=seed,
+                name: {str(s): accuracy_under(model, corrupt(x, name, s, seed=cfg["subset_seed"],
                                                              params=cfg["corruption_params"]), y, batch)
                        for s in cfg["severities"]}
                 for name in cfg["corruptions"]
