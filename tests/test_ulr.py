@@ -168,9 +168,13 @@ def test_chunk_bounds_rows_per_pass_and_keeps_loo_antithetic_valid() -> None:
     est = get_estimator("ulr", copies=12, chunk=40, baseline="loo", antithetic=True)
     _, logs = est.estimate(model, cross_entropy, x, y)
     assert logs["rows"] == 96 and logs["noisy_passes"] == 3        # 3 passes of 8 samples × 4 copies
-    est = get_estimator("ulr", copies=4, chunk=10)
+    seen: list[int] = []
+    handle = model[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    est = get_estimator("ulr", copies=4, chunk=10, injection="layerwise", prefix_sharing=True)
     _, logs = est.estimate(model, cross_entropy, x, y)
-    assert logs["noisy_passes"] == 4 and logs["rows"] == 32         # 2 samples × 4 copies per pass
+    handle.remove()
+    assert logs["noisy_passes"] == 3 * 4 and logs["rows"] == 3 * 32    # 2 samples × 4 copies per pass
+    assert seen == [8] * 9          # block 0 and block 1 passes (4 each) + the clean pass: never > chunk rows
 
 
 # ----------------------------------------------------------------------------- (b) Monte-Carlo 1/√K
