@@ -21,7 +21,7 @@ _DPI = 110
 
 def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col: str | None = None,
                 row: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
-                logx: bool = False, per_seed: bool = False, sharey: bool = True,
+                logx: bool = False, per_seed: bool = False, sharey: bool = True, sharex: bool = False,
                 drawstyle: str | None = None, markers: bool = True, integer_x: bool = False) -> Path:
     """Lines of ``y`` against ``x``, one colour per ``hue`` value, one panel per ``col`` (× ``row``).
 
@@ -38,7 +38,7 @@ def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col
         kwargs["drawstyle"] = drawstyle
     elif markers:
         kwargs["marker"] = "o"
-    facet: dict = {"sharey": sharey, "sharex": False}
+    facet: dict = {"sharey": sharey, "sharex": sharex}
     col_wrap = None
     if col is not None and row is None:
         col_wrap = min(3, max(1, data[col].nunique()))

@@ -1,0 +1,104 @@
+"""``lrbench paper list`` and ``lrbench paper NAME [--budget quick|full] [--out DIR]``.
+
+Runs the suite a paper spec (reports/paper/NAME.yaml) names for the budget through the runner, then
+builds the report with the paper's figure/table first, the published numbers beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "paper", help="regenerate a paper figure/table (runs its suite, then draws it beside the published one)",
+        description="'lrbench paper list' lists the specs in reports/paper/. 'lrbench paper NAME' runs the "
+                    "spec's suite for the budget into OUT (completed runs are kept and skipped on a re-run) "
+                    "and writes OUT/report/index.html with the paper's table or figure first. Extra "
+                    "KEY=VALUE arguments override every run's config (e.g. accelerator=gpu seeds=[0,1]).")
+    p.add_argument("name", metavar="NAME", help="paper spec name, or 'list'")
+    p.add_argument("--budget", choices=("quick", "full"), default="quick",
+                   help="quick: 2 CPU cores, minutes; full: the paper's settings (default: quick)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default: results/paper-NAME-BUDGET)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
+    p.add_argument("--report-only", action="store_true", help="draw from the runs already in DIR; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the runs the budget would make and stop")
+    p.set_defaults(handler=run, accepts_extra=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports.paper import list_specs, load_spec
+
+    if args.name == "list":
+        for spec in list_specs():
+            print(f"{spec.name:24s} {spec.title}")
+            for budget in spec.budgets:
+                note = " ".join(spec.note(budget).split())
+                print(f"    {budget:6s} {note if len(note) <= 110 else note[:109] + '…'}")
+        return 0
+    spec = load_spec(args.name)
+    out = Path(args.out) if args.out else Path("results") / f"paper-{spec.name}-{args.budget}"
+    status = 0
+    if not args.report_only:
+        status = _run_suite(spec, args, out)
+        if args.dry_run:
+            return 0
+    from reports import build_report
+    from reports.paper import paper_section_builder
+    from reports.sections import DEFAULT_SECTIONS
+
+    index = build_report(out, out / "report", title=f"lrbench paper: {spec.title}",
+                         builders=(paper_section_builder(spec, args.budget), *DEFAULT_SECTIONS))
+    print(f"report: {index}")
+    return status
+
+
+def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
+    from ..config import expand_suite, parse_assignments
+    from ..errors import UserError
+    from ..runner import run_suite
+
+    overrides = parse_assignments(args.extra, "override")
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    configs = expand_suite(spec.suite(args.budget), overrides)
+    if spec.transfer_surrogate:
+        configs = attach_transfer_source(configs, spec.transfer_surrogate)
+    if args.dry_run:
+        for config in configs:
+            options = ", ".join(f"{k}={v}" for k, v in config["estimator_options"].items())
+            print(f"{config['task']} {config['estimator']} B={config['batch_size']} epochs={config['max_epochs']} "
+                  f"seed={config['seed']} {options}")
+        print(f"{len(configs)} runs")
+        return 0
+    print(f"paper {spec.name}, budget {args.budget}: {len(configs)} runs into {out}")
+    result = run_suite(configs, out, progress=True)
+    if not result.ok:
+        failed = ", ".join(r["run_id"] for r in result.failures)
+        print(f"lrbench paper: {len(result.failures)} run(s) failed: {failed} (listed in the report)")
+    if not (out / "runs").is_dir():
+        raise UserError(f"no results were written to {out}")
+    return result.exit_code
+
+
+def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
+    """Transfer attacks: per task and seed, the run matching ``surrogate`` (e.g. ``{estimator: bp}``) crafts
+    them. Every other run with robustness enabled gets ``robustness.transfer_source`` = that run's id, and
+    the surrogate runs are moved first so their checkpoints exist when the others are evaluated."""
+    from ..results import run_id
+
+    def is_surrogate(config: dict) -> bool:
+        return all(config.get(k) == v for k, v in surrogate.items())
+
+    sources = {(c["task"], c["seed"]): run_id(c) for c in configs if is_surrogate(c)}
+    first = [c for c in configs if is_surrogate(c)]
+    rest = []
+    for config in configs:
+        if is_surrogate(config):
+            continue
+        source = sources.get((config["task"], config["seed"]))
+        if source and config.get("robustness") is not None:
+            config = {**config, "robustness": {**config["robustness"], "transfer_source": source}}
+        rest.append(config)
+    return first + rest
