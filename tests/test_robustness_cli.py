@@ -32,11 +32,11 @@ def _train(seed: int, epochs: int = 8) -> torch.nn.Module:
 
 
 def _write_run(out: Path, rid: str, estimator: str, seed: int, model: torch.nn.Module, status: str = "completed",
-               payload: str = "state_dict") -> None:
+               payload: str = "state_dict", task: str = TASK) -> None:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
     record = {"schema_version": 1, "run_id": rid, "seed": seed, "status": status,
-              "config": {"task": TASK, "estimator": estimator, "model_options": {}, "seed": seed,
+              "config": {"task": task, "estimator": estimator, "model_options": {}, "seed": seed,
                          "robustness": None},
               "metrics": {"test_accuracy_final": None, "robustness": None}}
     (out / "runs" / f"{rid}.json").write_text(json.dumps(record))
@@ -86,6 +86,20 @@ def test_folder_mode_writes_robustness_into_each_record(run_dir, models, capsys)
     assert "skipped (has robustness" in capsys.readouterr().out
     assert main(["robustness", str(run_dir), *FAST, "--force"]) == 0
     assert (run_dir / "runs" / "digits-mlp__bp__aaaa__s0.json").read_text() == before
+
+
+def test_explicit_surrogate_serves_its_task_only(run_dir, capsys):
+    from tasks import get_task
+
+    torch.manual_seed(0)
+    _write_run(run_dir, "digits-cnn__bp__dddd__s0", "bp", 0, get_task("digits-cnn").build_model(), task="digits-cnn")
+    argv = ["robustness", str(run_dir), *FAST, "--no-corruptions", "--surrogate", "digits-mlp__ulr__bbbb__s0"]
+    assert main(argv) == 0
+    source = {rid: _record(run_dir, rid)["metrics"]["robustness"]["settings"]["transfer_source"]
+              for rid in ("digits-cnn__bp__dddd__s0", "digits-mlp__bp__aaaa__s0", "digits-mlp__ulr__bbbb__s0")}
+    assert source == {"digits-cnn__bp__dddd__s0": "digits-cnn__bp__dddd__s0",
+                      "digits-mlp__bp__aaaa__s0": "digits-mlp__ulr__bbbb__s0",
+                      "digits-mlp__ulr__bbbb__s0": "digits-mlp__ulr__bbbb__s0"}
 
 
 def test_single_checkpoint_prints_and_writes_nothing(run_dir, capsys):

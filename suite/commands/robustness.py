@@ -2,10 +2,13 @@
 
 * ``RUN_DIR`` (a results folder): every run with a record ``runs/<id>.json`` (status completed) and a
   checkpoint ``checkpoints/<id>.pt`` is evaluated and the result is written into its record under
-  ``metrics.robustness`` (atomically: temp file + ``os.replace``). Runs that already have it are skipped
-  unless ``--force``. The transfer surrogate is ``--surrogate`` (a checkpoint or a run id of the folder) or,
-  by default, per task the completed BP run of that task in the folder (same model options, lowest seed);
-  without one, transfer_* stay null.
+  ``metrics.robustness`` (atomically: temp file + ``os.replace``; the record's config is not changed).
+  Runs that already have it are skipped unless ``--force``. The transfer surrogate is ``--surrogate`` (a
+  checkpoint or a run id of the folder; used for the runs of its task) or, by default, per task the
+  completed BP run of that task in the folder (same model options, lowest seed; that run is then its own
+  surrogate, so its transfer numbers equal its white-box ones); without one, transfer_* stay null.
+  Test subset and corruption noise are the same for every run (``--subset-seed``); the PGD random starts
+  are seeded by each run's seed (``--seed`` overrides).
 * ``CHECKPOINT`` (one ``.pt`` file): the results are printed (``--json``: one JSON object); nothing is written.
 """
 
@@ -159,7 +162,11 @@ def run_folder(run_dir: Path, args: argparse.Namespace, settings: dict[str, Any]
     records = _read_records(run_dir)
     if not records:
         raise UserError(f"no run records in {run_dir / 'runs'}")
+    from ..robustness.checkpoints import run_record_for
+
     explicit = _resolve_surrogate(args.surrogate, run_dir)
+    explicit_record = run_record_for(explicit) if explicit is not None else None
+    explicit_task = ((explicit_record or {}).get("config") or {}).get("task")
     surrogates = default_surrogates(records, run_dir)
     summary: list[dict[str, Any]] = []
     failures = 0
@@ -175,7 +182,9 @@ def run_folder(run_dir: Path, args: argparse.Namespace, settings: dict[str, Any]
             continue
         config = record.get("config") or {}
         key = (config.get("task"), json.dumps(config.get("model_options") or {}, sort_keys=True))
-        surrogate = explicit or surrogates.get(key)
+        # --surrogate serves the runs of its task (every run if its task is unknown); others get the default
+        use_explicit = explicit is not None and explicit_task in (None, config.get("task"))
+        surrogate = explicit if use_explicit else surrogates.get(key)
         try:
             _, result = evaluate_checkpoint(ckpt, args, surrogate, settings)
         except UserError as exc:
