@@ -1,4 +1,4 @@
-"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``.
+"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``, ``nox -s report``, ``nox -s paper``.
 
 Sessions reuse one virtualenv per session (``nox -r`` skips re-installs)."""
 
@@ -40,3 +40,18 @@ def quick(session: nox.Session) -> None:
     """The main job: the built-in quick suite on the embedded digits data."""
     _install(session)
     session.run("lrbench", "run", "quick", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """HTML/Markdown report of a results folder: ``nox -s report -- DIR [--out OUT]`` (default DIR: results)."""
+    _install(session)
+    session.run("lrbench", "report", *(session.posargs or ["results"]))
+
+
+@nox.session
+def paper(session: nox.Session) -> None:
+    """Regenerate a paper figure/table: ``nox -s paper -- NAME [--budget quick|full] [--out DIR]``
+    (default: xconv-table1 on the quick budget; ``nox -s paper -- list`` lists the specs)."""
+    _install(session)
+    session.run("lrbench", "paper", *(session.posargs or ["xconv-table1", "--budget", "quick"]))
