@@ -261,6 +261,15 @@ def global_rank_from_env(devices_per_node: int = 1) -> int:
     return node * max(1, int(devices_per_node)) + local
 
 
+def local_cuda_index() -> int:
+    """The CUDA device of this process: ``LOCAL_RANK`` (torchrun, Lightning) > ``SLURM_LOCALID`` > the
+    current device. Data must live there before Lightning's own setup moves the model."""
+    for key in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return torch.cuda.current_device()
+
+
 def num_nodes_from_env() -> int:
     """Nodes of a multi-node job: ``LRBENCH_NUM_NODES`` > ``SLURM_NNODES`` (SLURM) >
     ``WORLD_SIZE / LOCAL_WORLD_SIZE`` (torchrun); 1 otherwise (Lightning's ``Trainer(num_nodes=...)``)."""
@@ -331,7 +340,8 @@ def merge_rank_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
     * ``throughput``: each rank's timed seconds T_r = step_time·timed_steps and samples S_r =
       samples_per_second·T_r; the job's samples_per_second = Σ_r S_r / max_r T_r and step_time_seconds =
-      max_r T_r / timed_steps (the slowest rank sets the pace: every step ends in a collective).
+      max_r T_r / timed_steps (the slowest rank sets the pace: every step ends in a collective);
+      ``flops_per_step`` = Σ_r (the work of one global step; each rank measured its shard).
     * ``peak_memory_bytes``: ``per_device`` = [peak of rank 0, peak of rank 1, ...], ``max`` their max,
       ``cuda_allocator_peak`` the max over ranks.
     """
@@ -345,6 +355,8 @@ def merge_rank_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         merged = throughput_across_ranks(samples, seconds, int(tp["timed_steps"]))
         out["throughput"] = {**tp, "samples_per_second": merged["samples_per_second"],
                              "step_time_seconds": merged["step_time_seconds"]}
+    if isinstance(tp, dict) and tp.get("flops_per_step") is not None:
+        out["throughput"] = {**out["throughput"], "flops_per_step": reduce_float(float(tp["flops_per_step"]), "sum")}
     mem = metrics.get("peak_memory_bytes")
     if isinstance(mem, dict) and mem.get("per_device"):
         per_rank = gather_floats(float(max(mem["per_device"])))

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from . import provenance
+from . import distributed, provenance, tracking
 from .errors import UserError
 from .results import (
     SCHEMA_VERSION,
@@ -88,6 +88,7 @@ def build_trainer(config: dict[str, Any], *, loggers: Sequence[Any] | bool = (),
         strategy=strategy or config["strategy"],
         max_epochs=config["max_epochs"] if config["max_epochs"] is not None else -1,
         max_steps=config["max_steps"] if config["max_steps"] is not None else -1,
+        num_nodes=distributed.num_nodes_from_env(),  # multi-node: SLURM / torchrun (docs/SCALE_OUT.md)
         logger=list(loggers) if not isinstance(loggers, bool) else loggers,
         callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1,
@@ -127,7 +128,7 @@ def _quiet_lightning() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- pieces of one run
 def _device(config: dict[str, Any]) -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if config["accelerator"] == "gpu" else torch.device("cpu")
+    return torch.device("cuda", distributed.local_cuda_index()) if config["accelerator"] == "gpu" else torch.device("cpu")
 
 
 def _estimator(config: dict[str, Any]) -> Any:
@@ -245,15 +246,22 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
     out_dir = Path(out_dir)
     config = dict(config)
     rid = run_id(config)
-    shutil.rmtree(log_dir(out_dir, rid), ignore_errors=True)  # a killed earlier attempt's partial log
+    rank = distributed.global_rank_from_env(config["devices"])
+    is_zero = rank == 0  # DDP: every rank runs this; only rank 0 writes files and tracks
+    if is_zero:
+        shutil.rmtree(log_dir(out_dir, rid), ignore_errors=True)  # a killed earlier attempt's partial log
     record = _base_record(config, rid)
     module = None
+    tracker = tracking.start_tracking(config, out_dir, rid, rank=rank)
     try:
         with _quiet_lightning(), _deterministic(config["accelerator"] if config["accelerator"] == "cpu" else "cuda"):
-            module, trainer = _train(config, out_dir, rid, progress)
+            module, trainer = _train(config, out_dir, rid, progress, loggers=tracker.loggers)
             record["hardware"]["world_size"] = int(trainer.world_size)
+            if trainer.world_size > 1:
+                record["hardware"]["replicas_identical"] = module.replicas_identical
             record["metrics"] = module.run_metrics
-            _save_weights(module.model, checkpoint_path(out_dir, rid))
+            if is_zero:
+                _save_weights(module.model, checkpoint_path(out_dir, rid))
             record["metrics"]["robustness"] = _robustness(config, module.model, module.spec, module.data, out_dir)
         record["status"] = "completed"
     except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, the suite goes on
@@ -265,12 +273,14 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
             record["metrics"] = _partial_metrics(module)
         record["status"] = "diverged" if isinstance(exc, Diverged) else "failed"
         record["message"] = _one_line(exc)
-        if record["status"] == "failed":
+        if record["status"] == "failed" and is_zero:
             path = log_dir(out_dir, rid) / "error.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(traceback.format_exception(exc)))
     record["finished_at"] = provenance.now()
-    write_record(out_dir, record)
+    if is_zero:
+        write_record(out_dir, record)
+    tracker.finish(record)
     return record
 
 
@@ -287,7 +297,8 @@ def _partial_metrics(module: Any) -> dict[str, Any]:
         return _empty_metrics()
 
 
-def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool) -> tuple[Any, Any]:
+def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
+           loggers: Sequence[Any] = ()) -> tuple[Any, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
@@ -316,11 +327,12 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool) -> t
         grad_quality_every=config["grad_quality_every"], target=getattr(spec, "target", None))
     module.spec = spec
     x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
+    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=config["devices"] * distributed.num_nodes_from_env())
     memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
     passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
     module.step_cost = {"memory": memory, "flops": flops, "forward_passes": passes}
     logger = CSVLogger(save_dir=str(out_dir / "logs"), name=rid, version="")
-    trainer = build_trainer(config, loggers=[logger], progress=progress, default_root_dir=out_dir)
+    trainer = build_trainer(config, loggers=[logger, *loggers], progress=progress, default_root_dir=out_dir)
     batches = TrainBatches(data, config["batch_size"], seed, lambda: trainer.current_epoch)
     try:
         trainer.fit(module, train_dataloaders=batches)
@@ -328,7 +340,8 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool) -> t
         exc.lrbench_module = module  # type: ignore[attr-defined]
         raise
     module.evaluate(log=False)  # a run stopped by max_steps mid-epoch still gets its final evaluation
-    module.run_metrics = module.collect_metrics()
+    module.run_metrics = distributed.merge_rank_metrics(module.collect_metrics())  # DDP: job-wide numbers
+    module.replicas_identical = distributed.replicas_identical(module.model)
     return module, trainer
 
 

@@ -116,7 +116,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, names: list[str
                            "throughput": D.throughput_across_ranks(8.0 * (rank + 1), 2.0 + rank, 4),
                            "merged": D.merge_rank_metrics({
                                "throughput": {"samples_per_second": 4.0 * (rank + 1), "step_time_seconds": 0.5,
-                                              "timed_steps": 4, "warmup_steps": 1},
+                                              "timed_steps": 4, "warmup_steps": 1,
+                                              "flops_per_step": 10.0},
                                "peak_memory_bytes": {"definition": "live_tensor_bytes", "per_device": [100 + rank],
                                                      "max": 100 + rank, "cuda_allocator_peak": None}}),
                            "identical": D.replicas_identical(_model()),
@@ -191,7 +192,7 @@ def test_metric_reductions(two_rank_results: dict[int, dict]) -> None:
     assert m["throughput"] == {"samples_per_second": 8.0, "step_time_seconds": 0.75, "world_size": 2.0}
     # each rank timed 4 steps in 2 s; 8 + 16 samples over 2 s
     assert m["merged"]["throughput"] == {"samples_per_second": 12.0, "step_time_seconds": 0.5, "timed_steps": 4,
-                                         "warmup_steps": 1}
+                                         "warmup_steps": 1, "flops_per_step": 20.0}
     assert m["merged"]["peak_memory_bytes"]["per_device"] == [100, 101]
     assert m["merged"]["peak_memory_bytes"]["max"] == 101
     assert m["merged"]["peak_memory_bytes"]["cuda_allocator_peak"] is None

@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
     p.add_argument("--list", action="store_true", help="print the resolved run ids and exit without running")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="processes (CPU) or GPUs per node; N > 1 trains data-parallel (same as devices=N)")
+    p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (same as strategy=...); "
+                   "multi-node: docs/SCALE_OUT.md")
+    p.add_argument("--wandb", nargs="?", const=True, default=None, choices=("offline", "online"),
+                   help="also log to Weights & Biases, offline unless 'online' (WANDB_MODE=disabled turns it off)")
     p.set_defaults(handler=run, accepts_extra=True)
 
 
@@ -49,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
         overrides["progress"] = False
+    for key in ("devices", "strategy", "wandb"):  # scale-out and tracking flags (suite/distributed.py, tracking.py)
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
     configs = expand_suite(args.suite, overrides, args.only)  # every check happens here, before any run
+    from ..tracking import resolve_wandb
+
+    for config in configs:
+        resolve_wandb(config["wandb"])  # a malformed 'wandb' value is a one-line error before any run
     out_dir = Path(str(out)).expanduser()
     if args.list:
         for config in configs:
