@@ -34,6 +34,7 @@ import json
 import netrc
 import os
 import struct
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,27 +275,38 @@ def _records(path: Path) -> list[bytes]:
     return out
 
 
-def read_offline_run(run_dir: Path | str) -> dict[str, Any]:
-    """``{"history": [row, ...], "summary": {...}}`` of an offline run folder (``wandb/offline-run-*``).
+def read_offline_run(run_dir: Path | str, wait_s: float = 10.0) -> dict[str, Any]:
+    """``{"history": [row, ...], "summary": {...}, "finished": bool}`` of an offline run folder
+    (``wandb/offline-run-*``), read from wandb's own transaction log with its protobuf classes.
 
     History rows are the logged steps (keys as logged, ``_step`` included); the summary is the last value
-    of every summary key (JSON-decoded). Reads wandb's own transaction log with its protobuf classes.
+    of every summary key (JSON-decoded). wandb's service writes the log asynchronously, even after
+    ``run.finish()`` returned, so this waits up to ``wait_s`` seconds for the run's exit record
+    (``finished`` says whether it came).
     """
     from wandb.proto import wandb_internal_pb2 as pb
 
-    paths = sorted(Path(run_dir).glob("run-*.wandb"))
-    if not paths:
-        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
-    history: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
-    for raw in _records(paths[0]):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                            for item in record.history.item})
-        elif kind == "summary":
-            for item in record.summary.update:
-                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return {"history": history, "summary": summary}
+    deadline = time.monotonic() + wait_s
+    while True:
+        paths = sorted(Path(run_dir).glob("run-*.wandb"))
+        history: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {}
+        finished = False
+        if paths and paths[0].stat().st_size >= _HEADER:
+            for raw in _records(paths[0]):
+                record = pb.Record()
+                record.ParseFromString(raw)
+                kind = record.WhichOneof("record_type")
+                if kind == "history":
+                    history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                                    for item in record.history.item})
+                elif kind == "summary":
+                    for item in record.summary.update:
+                        summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+                elif kind == "exit":
+                    finished = True
+        if finished or time.monotonic() >= deadline:
+            if not paths:
+                raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
+            return {"history": history, "summary": summary, "finished": finished}
+        time.sleep(0.1)
