@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from .base import Estimator, LossFn, Option, check_every_parameter_has_grad
+from .masked_relu import MaskedReLU
 from .registry import register_estimator
 from .seeding import counter_seed
 from .sketch import PROBE_DISTS, PROBE_MODES, SEED_BYTES, RowSketch, Sketch, conv_sketch
@@ -156,6 +157,19 @@ def _sketched_forward(module: nn.Module, record: LayerRecord, sketch_for_call: A
     return forward
 
 
+def _masked_relu_forward(module: nn.Module, record: LayerRecord) -> Any:
+    """The forward installed on an nn.ReLU: exact values, a 1-bit mask saved for backward."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        record.calls += 1
+        if not torch.is_grad_enabled():
+            return type(module).forward(module, x)
+        record.exact_bytes += x.nbytes
+        return MaskedReLU.apply(x, module.inplace, record)
+
+    return forward
+
+
 @dataclass(frozen=True)
 class SketchPlan:
     """Which layers are sketched and how: the options of an ``xconv`` estimator for one step."""
@@ -167,6 +181,14 @@ class SketchPlan:
     first_layer_exact: bool
     seed: int
     step: int
+    relu_mask: bool = False
+
+    def relus(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """nn.ReLU modules (own forward not overridden) that save a 1-bit mask when ``relu_mask``."""
+        if not self.relu_mask:
+            return []
+        return [(n, m) for n, m in model.named_modules()
+                if isinstance(m, nn.ReLU) and type(m).forward is nn.ReLU.forward]
 
     def selected(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         """Conv2d (and Linear with layers=all) modules with a trainable weight, in module order.
@@ -190,22 +212,31 @@ class SketchPlan:
 def sketched_layers(model: nn.Module, plan: SketchPlan) -> Iterator[list[LayerRecord]]:
     """Install sketched forwards on the layers ``plan`` selects; yield their records; always restore.
 
-    The first selected layer runs exactly (plain autograd) when ``plan.first_layer_exact``.
+    The first selected layer runs exactly (plain autograd) when ``plan.first_layer_exact``. With
+    ``plan.relu_mask`` the ReLU modules save a bit-packed mask instead of their output (records of kind
+    'relu', after the layers' records).
     """
     records: list[LayerRecord] = []
     installed: list[tuple[nn.Module, bool, Any]] = []
+
+    def install(module: nn.Module, forward: Any) -> None:
+        installed.append((module, "forward" in module.__dict__, module.__dict__.get("forward")))
+        module.forward = forward
+
     try:
         for index, (name, module) in enumerate(plan.selected(model)):
             record = LayerRecord(name or "<root>", "conv" if isinstance(module, nn.Conv2d) else "linear",
                                  exact=plan.first_layer_exact and index == 0)
             records.append(record)
-            had_own = "forward" in module.__dict__
-            installed.append((module, had_own, module.__dict__.get("forward")))
 
             def for_call(call: int, module: nn.Module = module, index: int = index) -> Sketch:
                 return plan.sketch(module, index, call)
 
-            module.forward = _sketched_forward(module, record, for_call)
+            install(module, _sketched_forward(module, record, for_call))
+        for name, module in plan.relus(model):
+            record = LayerRecord(name or "<root>", "relu", exact=False)
+            records.append(record)
+            install(module, _masked_relu_forward(module, record))
         yield records
     finally:
         for module, had_own, previous in reversed(installed):
@@ -221,7 +252,9 @@ class XConv(Estimator):
 
     Stored per sketched conv call (B samples, c input channels, N pixels): gaussian/orthogonal r·B numbers,
     independent c·r·B numbers, plus an 8-byte seed — instead of c·N·B for exact BP. Forward, input and bias
-    gradients are exact; with layers=all, Linear layers store ZᵀX (r×d) instead of X (M×d).
+    gradients are exact; with layers=all, Linear layers store ZᵀX (r×d) instead of X (M×d). With relu_mask
+    (default) nn.ReLU layers save 1 bit per element instead of their output, which is otherwise the very
+    tensor X that the sketch was meant to free (BatchNorm still saves its input, the conv output).
     """
 
     name = "xconv"
@@ -237,6 +270,8 @@ class XConv(Estimator):
         "layers": Option("conv", "choice", "conv: sketch Conv2d layers; all: also Linear layers (along rows)",
                          choices=("conv", "all")),
         "first_layer_exact": Option(True, "bool", "keep the first selected layer exact (as the paper does)"),
+        "relu_mask": Option(True, "bool", "nn.ReLU layers save a 1-bit mask instead of their output (exact); "
+                            "without it a ReLU keeps the next conv's input alive and the sketch frees nothing"),
     }
 
     def __init__(self, **opts: Any) -> None:
@@ -246,7 +281,7 @@ class XConv(Estimator):
     def plan(self) -> SketchPlan:
         o = self.opts
         return SketchPlan(o["probes"], o["probe_mode"], o["probe_dist"], o["layers"], o["first_layer_exact"],
-                          o["seed"], self.step)
+                          o["seed"], self.step, o["relu_mask"])
 
     def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -258,12 +293,16 @@ class XConv(Estimator):
         check_every_parameter_has_grad(model, self.name)
         self.last_records = records
         self.step += 1
-        stored = sum(r.stored_bytes for r in records)
-        exact = sum(r.exact_bytes for r in records)
+        layers = [r for r in records if r.kind != "relu"]
+        relus = [r for r in records if r.kind == "relu"]
+        stored = sum(r.stored_bytes for r in layers)
+        exact = sum(r.exact_bytes for r in layers)
         logs = {"forward_passes": 1.0, "stored_bytes": float(stored), "exact_bytes": float(exact),
                 "stored_fraction": stored / exact if exact else 1.0,
-                "sketched_layers": float(sum(1 for r in records if not r.exact and r.calls))}
-        logs.update({f"stored_bytes/{r.name}": float(r.stored_bytes) for r in records})
+                "sketched_layers": float(sum(1 for r in layers if not r.exact and r.calls)),
+                "relu_mask_bytes": float(sum(r.stored_bytes for r in relus)),
+                "relu_exact_bytes": float(sum(r.exact_bytes for r in relus))}
+        logs.update({f"stored_bytes/{r.name}": float(r.stored_bytes) for r in layers})
         return loss.detach(), logs
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:

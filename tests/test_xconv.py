@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -305,3 +307,65 @@ def test_trains_digits_cnn_as_well_as_bp() -> None:
     for mode in ("gaussian", "independent"):
         acc = train("xconv", probes=16, probe_mode=mode)
         assert acc >= 0.93 and acc >= bp - 0.03, (mode, acc, bp)
+
+
+def test_bit_packing_round_trip() -> None:
+    from estimators.masked_relu import pack_bits, unpack_bits
+
+    mask = torch.rand(3, 5, 7) > 0.5                       # 105 elements: not a multiple of 8
+    packed = pack_bits(mask)
+    assert packed.dtype == torch.uint8 and packed.numel() == 14
+    assert torch.equal(unpack_bits(packed, mask.shape), mask)
+
+
+def relu_net(inplace: bool) -> nn.Sequential:
+    torch.manual_seed(9)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.Flatten(), nn.Linear(4 * 5 * 5, 3)).double()
+
+
+@pytest.mark.parametrize("inplace", (False, True))
+def test_relu_mask_exact_and_one_bit_per_element(inplace: bool) -> None:
+    """relu_mask: gradients unchanged (exact probes → BP to 1e-12); each ReLU saves ⌈n/8⌉ bytes."""
+    x, y = torch.randn(6, 3, 5, 5, dtype=torch.float64), torch.randint(0, 3, (6,))
+    ref = reference(lambda: relu_net(inplace), x, y)
+    model = relu_net(inplace)
+    est = get_estimator("xconv", probes=4 * 25, probe_mode="orthogonal", first_layer_exact=False)
+    _, logs = est.estimate(model, per_sample_ce, x, y)
+    for name, g in grads(model).items():
+        assert rel(g, ref[name]) < 1e-12, name
+    assert logs["relu_mask_bytes"] == 2 * 75                          # 600 elements -> 75 bytes each
+    assert logs["relu_exact_bytes"] == 2 * 6 * 4 * 25 * 8
+
+
+def test_relu_mask_frees_the_conv_input_measured() -> None:
+    """conv → ReLU → conv: BP keeps X₁ and the ReLU output (= X₂); XConv+relu_mask keeps only the two
+    sketches and the mask (distinct storages that autograd saved, parameters excluded)."""
+    b, c, side, r = 8, 16, 12, 16
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+    x = torch.randn(b, c, side, side)
+    params = {p.data_ptr() for p in model.parameters()}
+
+    def saved_storage_bytes(plan: SketchPlan | None) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            if t.data_ptr() not in params:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with contextlib.ExitStack() as stack:
+            if plan is not None:
+                stack.enter_context(sketched_layers(model, plan))
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+            model(x)
+        return sum(seen.values())
+
+    numel = b * c * side * side
+    assert saved_storage_bytes(None) == 2 * numel * 4                             # X₁ and ReLU(·) = X₂
+    plain = SketchPlan(r, "gaussian", "rademacher", "conv", False, seed=0, step=0, relu_mask=False)
+    assert saved_storage_bytes(plain) == 2 * r * b * 4 + numel * 4                 # ReLU still holds X₂
+    lean = SketchPlan(r, "gaussian", "rademacher", "conv", False, seed=0, step=0, relu_mask=True)
+    assert saved_storage_bytes(lean) == 2 * r * b * 4 + numel // 8                 # sketches + 1-bit mask
