@@ -55,8 +55,9 @@ def test_forward_plans_count_the_rows_and_blocks_each_injection_runs() -> None:
     assert lr_plan(net.model, k, "global").row_blocks(net.model, b) == b * n + b * k * n
     clean = per_row_cross_entropy(net.model(net.inputs), net.targets).sum().item()
     # with no noise every copy of a sample has the clean loss: the floor's total is (1 + Σ K_b)·clean
-    assert run_plan(net.model, per_row_cross_entropy, net.inputs, net.targets, shared, chunk=7) == \
-        pytest.approx(clean * (1 + 3 * k), rel=1e-5)
+    for share_head in (False, True):
+        assert run_plan(net.model, per_row_cross_entropy, net.inputs, net.targets, shared, chunk=7,
+                        share_head=share_head) == pytest.approx(clean * (1 + 3 * k), rel=1e-5)
 
 
 def test_targets_are_checked_in_their_direction() -> None:
@@ -91,7 +92,8 @@ def test_tiny_bench_reports_every_ratio_finite_and_positive() -> None:
     assert record["targets"]["alr_noise_bits_per_element"]["met"] is True
     for family in ("mlp", "cnn"):
         assert set(record["details"]["speed"][family]["ratios"]) == {
-            "ulr_over_floor", "alr_over_floor", "global_over_floor", "prefix_speedup", "bp_step_over_forward"}
+            "ulr_over_floor", "ulr_over_block_floor", "alr_over_floor", "global_over_floor", "prefix_speedup", "prefix_speedup_of_floors",
+            "bp_step_over_forward"}
     mem = record["details"]["lr_memory"]
     assert {d for est in ("ulr", "alr") for fam in ("mlp", "cnn") for d in mem["ratios"][est][fam]} == {2, 8}
     assert mem["copies_invariance"] == pytest.approx(1.0, abs=0.05)   # chunk bounds memory, not copies

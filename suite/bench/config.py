@@ -30,7 +30,7 @@ class BenchConfig:
     device: str = "cpu"
     threads: int = 1
     seed: int = 0
-    rounds: int = 7
+    rounds: int = 9
     sigma: float = 0.01
     speed_depth: int = 6
     speed_mlp: NetSize = NetSize(width=256, batch=32, image=16)

@@ -9,6 +9,12 @@ An LR step (ULR or ALR) must run, at the least:
   times (B·K_b rows); without (naive replay), the whole network on B·K_b rows;
 * the per-row loss of every pass.
 
+Physical floor (``share_head=True``): the first module of the noisy block (of the whole net, for global
+injection) is row-wise (Linear, ConvNd) and its input is the same for every copy of a sample, so its
+clean output is computed once at batch B and replicated; noise is added after it. Only the modules
+after it must run on B·K rows. ``share_head=False`` gives the block-level floor (the noisy block runs
+whole on B·K rows), and naive replay shares nothing.
+
 ``ForwardPlan`` lists those passes; ``run_plan`` runs them under ``torch.no_grad`` with no noise, no
 gradient work and no bookkeeping, on tensors of the same shapes (rows replicated sample-major,
 row = i·K + k, as the LR engine lays them out; chunked like the engine when ``chunk`` is set). The ratio
@@ -65,15 +71,40 @@ def lr_plan(model: nn.Sequential, copies: int | Sequence[int], injection: str,
     return ForwardPlan(tuple((b if prefix_sharing else 0, k) for b, k in zip(blocks, ks, strict=True)))
 
 
+ROW_WISE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def split_noisy_head(block: nn.Module) -> tuple[nn.Module, list[nn.Module]] | None:
+    """``(head, rest)`` when the block's first module is a row-wise parametric module (Linear, ConvNd) —
+    its clean output is the same for every copy of a sample, so it can run once at batch B and be
+    replicated, noise being added afterwards; ``None`` otherwise."""
+    if isinstance(block, ROW_WISE_TYPES):
+        return block, []
+    if isinstance(block, nn.Sequential) and len(block) and isinstance(block[0], ROW_WISE_TYPES):
+        return block[0], list(block)[1:]
+    return None
+
+
+def _replicated_suffix(model: nn.Sequential, first: int, source: torch.Tensor, k: int,
+                       share_head: bool) -> tuple[torch.Tensor, list[nn.Module]]:
+    """The tensor a noisy pass from block ``first`` starts from, and the modules it still has to run.
+    ``share_head``: the block's head module runs at batch B before replication (``split_noisy_head``)."""
+    split = split_noisy_head(model[first]) if share_head else None
+    if split is None:
+        return source.repeat_interleave(k, dim=0), list(model[first:])
+    head, rest = split
+    return head(source).repeat_interleave(k, dim=0), rest + list(model[first + 1:])
+
+
 def _chunks(rows: int, chunk: int | None) -> list[slice]:
     step = rows if not chunk else max(1, int(chunk))
     return [slice(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
 
 
 def run_plan(model: nn.Sequential, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
-             plan: ForwardPlan, chunk: int | None = None) -> float:
+             plan: ForwardPlan, chunk: int | None = None, share_head: bool = False) -> float:
     """Run the clean pass and every pass of ``plan`` (no grad, no noise); returns the summed losses
-    (a Python float, so nothing is lazily skipped)."""
+    (a Python float, so nothing is lazily skipped). ``share_head``: see ``_replicated_suffix``."""
     starts = {first for first, _ in plan.passes}
     total = torch.zeros((), device=inputs.device)
     with torch.no_grad():
@@ -85,12 +116,12 @@ def run_plan(model: nn.Sequential, loss_fn: LossFn, inputs: torch.Tensor, target
             h = block(h)
         total += loss_fn(h, targets).sum()
         for first, k in plan.passes:
-            x = block_inputs[first].repeat_interleave(k, dim=0)
+            x, modules = _replicated_suffix(model, first, block_inputs[first], k, share_head)
             y = targets.repeat_interleave(k, dim=0)
             for rows in _chunks(x.shape[0], chunk):
                 h = x[rows]
-                for block in model[first:]:
-                    h = block(h)
+                for module in modules:
+                    h = module(h)
                 total += loss_fn(h, y[rows]).sum()
     return float(total)
 

@@ -2,11 +2,17 @@
 
 For each family (interleaved rounds, paired medians — see ``timing``):
 
-* ``ulr_over_floor``  = t(layer-wise ULR step, prefix sharing) ÷ t(its forward floor, ``floor.run_plan``);
-* ``alr_over_floor``  = the same for ALR (layer-wise, prefix sharing);
-* ``global_over_floor`` = t(global-injection ULR step) ÷ t(clean pass + one pass on B·K rows);
+* ``ulr_over_floor``  = t(layer-wise ULR step, prefix sharing) ÷ t(its physical forward floor:
+  ``floor.run_plan`` with ``share_head`` — the clean prefix AND the noisy block's first row-wise module
+  run at batch B, everything after it on B·K rows);
+* ``ulr_over_block_floor`` = the same over the block-level floor (the noisy block runs whole on B·K rows);
+* ``alr_over_floor``  = the same as ``ulr_over_floor`` for ALR (layer-wise, prefix sharing);
+* ``global_over_floor`` = t(global-injection ULR step) ÷ t(clean pass + one pass on B·K rows, its first
+  module at batch B);
 * ``prefix_speedup``  = t(layer-wise ULR, naive replay: every block's copies re-run the whole net)
                         ÷ t(layer-wise ULR, prefix sharing), same copies;
+* ``prefix_speedup_of_floors`` = t(naive replay's forward floor, nothing shared) ÷ t(the physical floor): the
+  speed-up prefix sharing would give if noise, VJPs and bookkeeping cost nothing (its ceiling);
 * ``bp_step_over_forward`` = t(BP step: forward + backward) ÷ t(one no-grad forward + loss at batch B).
 
 A step is one ``estimator.estimate`` call (the optimizer update is the same for every estimator and is
@@ -31,9 +37,11 @@ def _step(est: Any, net: BenchNet) -> Callable[[], object]:
     return lambda: est.estimate(net.model, per_row_cross_entropy, net.inputs, net.targets)
 
 
-def _floor(net: BenchNet, cfg: BenchConfig, injection: str, prefix_sharing: bool = True) -> Callable[[], object]:
+def _floor(net: BenchNet, cfg: BenchConfig, injection: str, prefix_sharing: bool = True,
+           share_head: bool = True) -> Callable[[], object]:
     plan = lr_plan(net.model, cfg.copies, injection, prefix_sharing)
-    return lambda: run_plan(net.model, per_row_cross_entropy, net.inputs, net.targets, plan)
+    return lambda: run_plan(net.model, per_row_cross_entropy, net.inputs, net.targets, plan,
+                            share_head=share_head)
 
 
 def speed_net(cfg: BenchConfig, family: str) -> BenchNet:
@@ -60,12 +68,17 @@ def measure_family(cfg: BenchConfig, family: str, missing: set[str]) -> dict[str
             fns[key] = _step(est, net)
     if "ulr" in fns or "alr" in fns:
         fns["layerwise_floor"] = _floor(net, cfg, "layerwise")
+        fns["block_floor"] = _floor(net, cfg, "layerwise", share_head=False)
+    if "ulr_naive" in fns:
+        fns["naive_floor"] = _floor(net, cfg, "layerwise", prefix_sharing=False, share_head=False)
     if "ulr_global" in fns:
         fns["global_floor"] = _floor(net, cfg, "global")
     timings = interleaved(fns, rounds=cfg.rounds, warmup=1, device=torch.device(cfg.device))
     ratios: dict[str, float] = {}
-    pairs = {"ulr_over_floor": ("ulr", "layerwise_floor"), "alr_over_floor": ("alr", "layerwise_floor"),
+    pairs = {"ulr_over_floor": ("ulr", "layerwise_floor"), "ulr_over_block_floor": ("ulr", "block_floor"),
+             "alr_over_floor": ("alr", "layerwise_floor"),
              "global_over_floor": ("ulr_global", "global_floor"), "prefix_speedup": ("ulr_naive", "ulr"),
+             "prefix_speedup_of_floors": ("naive_floor", "layerwise_floor"),
              "bp_step_over_forward": ("bp", "forward")}
     for ratio, (num, den) in pairs.items():
         if num in fns and den in fns:
