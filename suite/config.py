@@ -7,7 +7,9 @@ lowest precedence first:
    ``weight_decay``, ``lr_schedule`` when the spec has them; ``spec.estimator_defaults[estimator]``
    for ``estimator_options``);
 2. the suite's ``defaults:`` block;
-3. the suite's per-estimator block ``estimators: {ulr: {...}}`` then per-task block ``tasks: {...}``;
+3. the suite's per-estimator block ``estimators: {ulr: {...}}``, the per-task block ``tasks: {...}``,
+   then each ``rules:`` entry whose ``match`` fits the run (``{match: {task: digits-vit,
+   estimator: [ulr, alr]}, set: {max_epochs: 10}}``; a list in ``match`` means any of);
 4. the run itself (one ``grid`` combination, or one ``runs:`` entry);
 5. command-line overrides ``key=value`` (every run; ``estimator_options.X`` / ``model_options.X`` only
    reach runs whose estimator declares option X, resp. all runs).
@@ -21,6 +23,7 @@ Mappings (``estimator_options``, ``model_options``, ``robustness``) merge key by
     runs: [{task: digits-mlp, estimator: alr, lr: 0.01}]           # extra runs, appended
     estimators: {ulr: {estimator_options: {copies: 32}}}
     tasks: {digits-cnn: {batch_size: 32}}
+    rules: [{match: {task: digits-vit, estimator: [ulr, alr]}, set: {estimator_options.copies: 8}}]
     exclude: [{task: digits-mlp, estimator: xconv}]                  # drop matching combinations
     seeds: [0, 1]
 
@@ -70,7 +73,7 @@ MAPPING_KEYS = ("estimator_options", "model_options", "robustness")
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
 # ``spec.optimizer_options`` when given there).
 SPEC_DEFAULT_KEYS = ("batch_size", "lr", "optimizer", "max_epochs", "weight_decay", "lr_schedule")
-SUITE_KEYS = ("name", "description", "defaults", "grid", "runs", "estimators", "tasks", "exclude", "seeds")
+SUITE_KEYS = ("name", "description", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude", "seeds")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "step")
@@ -251,10 +254,20 @@ def _check_against_task_and_estimator(config: dict[str, Any]) -> None:
         raise UserError(f"task '{config['task']}' rejects model_options {config['model_options']}: "
                         f"{str(exc).splitlines()[0]}") from None
     if config["robustness"] is not None:
-        import importlib.util
+        _check_robustness(config, spec)
 
-        if importlib.util.find_spec("suite.robustness") is None:
-            raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
+
+def _check_robustness(config: dict[str, Any], spec: Any) -> None:
+    """``suite.robustness`` must be installed; its own settings check runs now (before any training)."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("suite.robustness") is None:
+        raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
+    evaluate = importlib.import_module("suite.robustness.evaluate")
+    check = getattr(evaluate, "resolve_settings", None)
+    if check is not None:
+        check(spec.dataset, dict(config["robustness"]), config["seed"])
 
 
 def task_defaults(task: str, estimator: str) -> dict[str, Any]:
@@ -368,6 +381,16 @@ def resolve_config(run: Mapping[str, Any], suite: Mapping[str, Any] | None = Non
     for block, name in blocks:
         entries = _mapping(suite.get(block), f"'{block}'")
         config = merge(config, _mapping(entries.get(name), f"'{block}.{name}'"), f"'{block}.{name}'")
+    rules = suite.get("rules") or []
+    if not isinstance(rules, list):
+        raise UserError("'rules' must be a list of {match: {...}, set: {...}}")
+    probe = merge(config, run, "a run")
+    for i, rule in enumerate(rules):
+        rule = _mapping(rule, f"rules[{i}]")
+        if set(rule) != {"match", "set"}:
+            raise UserError(f"rules[{i}] must have exactly the keys 'match' and 'set'")
+        if _rule_matches(probe, _mapping(rule["match"], f"rules[{i}].match"), f"rules[{i}].match"):
+            config = merge(config, _mapping(rule["set"], f"rules[{i}].set"), f"rules[{i}].set")
     config = merge(config, run, "a run")
     config = _apply_overrides(config, overrides)
     if seed is not None:
@@ -375,6 +398,16 @@ def resolve_config(run: Mapping[str, Any], suite: Mapping[str, Any] | None = Non
     _check_values(config)
     _check_against_task_and_estimator(config)
     return config
+
+
+def _rule_matches(config: Mapping[str, Any], match: Mapping[str, Any], where: str) -> bool:
+    for key, wanted in match.items():
+        if str(key).split(".")[0] not in ALL_KEYS:
+            raise UserError(f"unknown config key '{key}' in {where}; valid keys: {', '.join(sorted(ALL_KEYS))}")
+        actual = get_dotted(config, str(key))
+        if actual not in (wanted if isinstance(wanted, list) else [wanted]):
+            return False
+    return True
 
 
 def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, Any] | Sequence[str] = (),

@@ -210,11 +210,10 @@ def _robustness(config: dict[str, Any], model: torch.nn.Module, spec: Any, data:
     surrogate = None
     source = settings.get("transfer_source")
     if source:
-        record = read_record(out_dir, str(source))
-        model_options = record["config"]["model_options"] if record else config["model_options"]
-        surrogate = spec.build_model(**model_options).to(model.device if hasattr(model, "device") else "cpu")
-        load_weights(surrogate, resolve_checkpoint(str(source), out_dir))
-        surrogate.to(next(model.parameters()).device).eval()
+        device = next(model.parameters()).device
+        path = resolve_checkpoint(str(source), out_dir)
+        loader = importlib.import_module("suite.robustness.checkpoints")
+        surrogate, _ = loader.load_checkpoint_model(path, device=device, fallback_task=config["task"])
     x_test, y_test = data.test
     model.eval()
     return robustness.robustness_metrics(model, x_test, y_test, dataset=spec.dataset, settings=settings,
@@ -374,10 +373,12 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
 
 
 def _check_init_sources(configs: list[dict[str, Any]], out_dir: Path) -> None:
-    """Every ``init_from`` is a checkpoint file, a run id with a checkpoint, or an earlier run of the suite."""
+    """Every ``init_from`` and ``robustness.transfer_source`` is a checkpoint file, a run id with a
+    checkpoint under ``out_dir``, or the run id of an earlier run of the suite."""
     earlier: set[str] = set()
     for config in configs:
-        source = config.get("init_from")
-        if source and source not in earlier:
-            resolve_checkpoint(source, out_dir)
+        sources = [config.get("init_from"), (config.get("robustness") or {}).get("transfer_source")]
+        for source in sources:
+            if source and source not in earlier:
+                resolve_checkpoint(str(source), out_dir)
         earlier.add(run_id(config))

@@ -82,6 +82,7 @@ def test_run_id_ignores_runtime_keys_and_changes_with_results_keys() -> None:
     ({"runs": [{"task": "digits-mlp", "model_options": {"depth": 3}}]}, [], "no model option 'depth'"),
     ({"runs": [{"task": "digits-mlp"}]}, ["seeds=[-1]"], "'seeds'"),
     (SMALL, ["estimator_options.probes=4"], "no estimator of this suite"),
+    ({"runs": [{"task": "digits-mlp", "robustness": {"colour": 1}}]}, [], "unknown robustness setting"),
 ])
 def test_bad_input_is_one_line_user_error(suite: dict, overrides: list, fragment: str) -> None:
     from suite.errors import user_error_types
@@ -118,3 +119,15 @@ def test_cli_list_prints_run_ids_without_running(tmp_path: Path, capsys: pytest.
     assert code == 0 and len(lines) == 4
     assert all(line.startswith("digits-mlp__") and line.endswith("to run") for line in lines)
     assert not (tmp_path / "o").exists()
+
+
+def test_rules_set_values_for_matching_runs_only() -> None:
+    suite = {**SMALL, "rules": [{"match": {"task": "digits-cnn", "estimator": ["ulr"]},
+                                 "set": {"estimator_options.copies": 2, "max_epochs": 3}}]}
+    by_pair = {(c["task"], c["estimator"]): c for c in expand_suite(suite)}
+    assert by_pair[("digits-cnn", "ulr")]["estimator_options"]["copies"] == 2
+    assert by_pair[("digits-cnn", "ulr")]["max_epochs"] == 3
+    assert by_pair[("digits-mlp", "ulr")]["estimator_options"]["copies"] == 8
+    assert by_pair[("digits-cnn", "bp")]["max_epochs"] == 1
+    with pytest.raises(UserError, match="exactly the keys"):
+        expand_suite({**SMALL, "rules": [{"match": {"task": "digits-cnn"}}]})

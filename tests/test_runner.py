@@ -180,3 +180,20 @@ def test_kill_mid_suite_then_rerun_gives_every_run_exactly_once(tmp_path: Path) 
         assert len(r["metrics"]["history"]) == 4
         rows = (out / "logs" / r["run_id"] / "metrics.csv").read_text().splitlines()
         assert sum(1 for row in rows[1:] if row.split(",")[rows[0].split(",").index("val_accuracy")]) == 4
+
+
+def test_robustness_is_evaluated_when_configured(tmp_path: Path) -> None:
+    pytest.importorskip("suite.robustness")
+    settings = {"subset_size": 60, "pgd_linf": {"steps": 2}, "pgd_l2": {"steps": 2}, "severities": [1],
+                "corruptions": ["gaussian_noise"]}
+    [bp] = configs([{"task": "digits-mlp", "estimator": "bp", "max_epochs": 2, "robustness": settings}])
+    [tuned] = configs([{"task": "digits-mlp", "estimator": "bp", "max_epochs": 1, "lr": 0.01,
+                        "robustness": {**settings, "transfer_source": run_id(bp)}}])
+    result = run_suite([bp, tuned], tmp_path, progress=False)
+    assert [r["status"] for r in result.records] == ["completed", "completed"], result.records[-1]["message"]
+    robustness = result.records[0]["metrics"]["robustness"]
+    assert robustness["subset_size"] == 60 and robustness["clean"] > 0.7
+    assert robustness["transfer_fgsm"] is None
+    assert all(robustness["clean"] >= acc for acc in robustness["fgsm"].values())
+    transfer = result.records[1]["metrics"]["robustness"]["transfer_fgsm"]
+    assert transfer and all(0.0 <= acc <= 1.0 for acc in transfer.values())
