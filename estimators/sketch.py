@@ -26,6 +26,7 @@ This module depends on torch only.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -40,12 +41,16 @@ SEED_BYTES = 8  # the probe seed is one 64-bit integer
 def random_probes(n: int, k: int, dist: str, seed: int, device: torch.device, dtype: torch.dtype,
                   batch: int = 1) -> torch.Tensor:
     """Z of shape (batch, n, k) with i.i.d. entries, E[z] = 0, E[z²] = 1 (so E[ZZᵀ] = k·I)."""
-    gen = generator(seed, device)
+    return draw_probes((batch, n, k), dist, generator(seed, device), device, dtype)
+
+
+def draw_probes(shape: tuple[int, ...], dist: str, gen: torch.Generator, device: torch.device,
+                dtype: torch.dtype) -> torch.Tensor:
+    """i.i.d. entries with E[z] = 0, E[z²] = 1 from ``gen``: ±1 (rademacher) or N(0, 1) (gaussian)."""
     if dist == "rademacher":
-        bits = torch.randint(0, 2, (batch, n, k), generator=gen, device=device)
-        return (bits * 2 - 1).to(dtype)
+        return torch.empty(shape, device=device, dtype=dtype).bernoulli_(0.5, generator=gen).mul_(2).sub_(1)
     if dist == "gaussian":
-        return torch.randn((batch, n, k), generator=gen, device=device, dtype=dtype)
+        return torch.randn(shape, generator=gen, device=device, dtype=dtype)
     raise EstimatorError(f"probe_dist must be one of {', '.join(PROBE_DISTS)}; got {dist!r}")
 
 
@@ -90,20 +95,35 @@ class Sketch:
 
 
 class JointSketch(Sketch):
-    """``gaussian`` conv layout: x (B, c, H, W) → X̄ = x.view(B, c·N) @ Z, Z (c·N)×r; X̃ = X̄ Zᵀ / r."""
+    """``gaussian`` conv layout: x (B, c, H, W) → X̄ = x.view(B, c·N) @ Z, Z (c·N)×r; X̃ = X̄ Zᵀ / r.
 
-    def _z(self, ref: torch.Tensor, n: int) -> torch.Tensor:
-        return random_probes(n, self.probes, self.dist, self.seed, ref.device, ref.dtype)[0]
+    Z can be larger than X (c·N·r vs c·N·B numbers): it is drawn and used in row blocks of at most
+    ``CHUNK`` numbers, in the same order in ``compress`` and ``expand``, so it never exists whole.
+    """
+
+    CHUNK = 1 << 20
+
+    def _z_blocks(self, ref: torch.Tensor, n: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        gen = generator(self.seed, ref.device)
+        rows = max(1, self.CHUNK // self.probes)
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            yield slice(start, stop), draw_probes((stop - start, self.probes), self.dist, gen, ref.device, ref.dtype)
 
     def compress(self, x: torch.Tensor) -> torch.Tensor:
         self.shape = x.shape
         flat = x.reshape(x.shape[0], -1)
-        return flat @ self._z(x, flat.shape[1])
+        out = flat.new_zeros(flat.shape[0], self.probes)
+        for rows, z in self._z_blocks(x, flat.shape[1]):
+            out.addmm_(flat[:, rows], z)
+        return out
 
     def expand(self, stored: torch.Tensor) -> torch.Tensor:
         assert self.shape is not None
-        z = self._z(stored, math.prod(self.shape[1:]))
-        return (stored @ z.T).div_(self.probes).reshape(self.shape)
+        x_tilde = stored.new_empty(self.shape[0], math.prod(self.shape[1:]))
+        for rows, z in self._z_blocks(stored, x_tilde.shape[1]):
+            x_tilde[:, rows] = stored @ z.T
+        return x_tilde.div_(self.probes).reshape(self.shape)
 
     def stored_numbers(self, shape: tuple[int, ...]) -> int:
         return shape[0] * self.probes

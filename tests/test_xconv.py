@@ -369,3 +369,22 @@ def test_relu_mask_frees_the_conv_input_measured() -> None:
     assert saved_storage_bytes(plain) == 2 * r * b * 4 + numel * 4                 # ReLU still holds X₂
     lean = SketchPlan(r, "gaussian", "rademacher", "conv", False, seed=0, step=0, relu_mask=True)
     assert saved_storage_bytes(lean) == 2 * r * b * 4 + numel // 8                 # sketches + 1-bit mask
+
+
+@pytest.mark.parametrize("layout", ("gaussian", "independent", "orthogonal", "rows"))
+def test_sketch_round_trip_unbiased(layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """E[expand(compress(x))] = x for every layout (Z regenerated from the seed in both calls); the
+    gaussian layout is drawn in row blocks (block size forced small here)."""
+    from estimators.sketch import JointSketch, RowSketch, conv_sketch
+
+    monkeypatch.setattr(JointSketch, "CHUNK", 40)      # 40 // 8 = 5 rows of Z per block
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    total = torch.zeros_like(x)
+    for seed in range(2000):
+        sketch = RowSketch(8, "rademacher", seed, orthonormal=False) if layout == "rows" else \
+            conv_sketch(layout, 8, "rademacher", seed)
+        data = x.reshape(3, -1) if layout == "rows" else x
+        stored = sketch.compress(data)
+        assert stored.numel() == sketch.stored_numbers(tuple(data.shape))
+        total += sketch.expand(stored).reshape(x.shape)
+    assert rel(total / 2000, x) < 0.1
