@@ -1,0 +1,88 @@
+"""Learning floors on real data in a short CPU budget.
+
+* BP: every digits family ≥ 90% test accuracy; mnist-mlp ≥ 95% after one epoch.
+* ULR (the task's own ``estimator_defaults``) learns digits-mlp and digits-cnn well above chance (10%);
+  without a control-variate baseline it does not (why the defaults set ``baseline='clean'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from estimators import get_estimator, list_estimators
+from tasks import TaskData, TaskSpec, get_task
+from tasks.testing import copy_dataset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+REGISTERED = {e["name"] for e in list_estimators()}
+
+
+def train(spec: TaskSpec, data: TaskData, estimator: str, epochs: float, seed: int = 0,
+          **options: Any) -> float:
+    """Train with ``estimator`` (task defaults updated by ``options``) and return the test accuracy."""
+    torch.manual_seed(seed)
+    model = spec.build_model()
+    est = get_estimator(estimator, seed=seed, **{**spec.estimator_defaults.get(estimator, {}), **options})
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    steps = int(epochs * data.num_batches("train", spec.batch_size))
+    done, epoch = 0, 0
+    while done < steps:
+        model.train()
+        for x, y in data.batches("train", spec.batch_size, seed=seed, epoch=epoch):
+            est.estimate(model, spec.loss_fn, x, y)
+            opt.step()
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    model.eval()
+    with torch.no_grad():
+        x, y = data.test
+        return spec.accuracy(model(x), y)
+
+
+@pytest.fixture(scope="module")
+def digits() -> TaskData:
+    return get_task("digits-mlp").load_data(seed=0)
+
+
+@pytest.mark.parametrize("task", ["digits-mlp", "digits-cnn", "digits-rnn", "digits-vit"])
+def test_bp_digits_floor(task: str, digits: TaskData) -> None:
+    acc = train(get_task(task), digits, "bp", epochs=15)
+    print(f"{task} bp 15 epochs: test accuracy {acc:.4f}")
+    assert acc >= 0.90
+
+
+@pytest.mark.skipif(not (SHARED / "MNIST").is_dir(), reason="shared MNIST copy not present")
+def test_bp_mnist_mlp_one_epoch(tmp_path: Path) -> None:
+    spec = get_task("mnist-mlp")
+    data = spec.load_data(data_dir=copy_dataset(SHARED, tmp_path, "mnist"))
+    acc = train(spec, data, "bp", epochs=1)
+    print(f"mnist-mlp bp 1 epoch: test accuracy {acc:.4f}")
+    assert acc >= 0.95
+
+
+needs_ulr = pytest.mark.skipif("ulr" not in REGISTERED, reason="ulr estimator not registered")
+
+
+@needs_ulr
+@pytest.mark.parametrize("task,epochs,floor", [("digits-mlp", 3, 0.85), ("digits-cnn", 3, 0.70)])
+def test_ulr_learns_digits_with_task_defaults(task: str, epochs: int, floor: float, digits: TaskData) -> None:
+    spec = get_task(task)
+    assert spec.estimator_defaults["ulr"]["baseline"] == "clean"
+    acc = train(spec, digits, "ulr", epochs=epochs)
+    print(f"{task} ulr {spec.estimator_defaults['ulr']} {epochs} epochs: test accuracy {acc:.4f}")
+    assert acc >= floor
+
+
+@needs_ulr
+def test_ulr_without_baseline_stays_near_chance(digits: TaskData) -> None:
+    spec = get_task("digits-mlp")
+    with_baseline = train(spec, digits, "ulr", epochs=3, injection="global", prefix_sharing=False)
+    without = train(spec, digits, "ulr", epochs=3, injection="global", prefix_sharing=False, baseline="none")
+    print(f"digits-mlp ulr global K=16: baseline clean {with_baseline:.4f}, none {without:.4f}")
+    assert with_baseline >= 0.85 and without <= 0.40
