@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -288,9 +289,12 @@ class LikelihoodRatioEstimator(Estimator):
 
     def _prefix_sharing_step(self, ctx: _StepContext, plan: ModelPlan, inputs: torch.Tensor,
                              copies: list[int]) -> torch.Tensor:
-        """One clean pass block by block; block b's noisy passes start from its clean input, replicated.
-        With baseline=clean the clean losses are needed first, so the block inputs are kept (one
-        activation per block at batch size B); otherwise each is dropped once its block is done."""
+        """One clean pass block by block; block b's noisy passes start from its clean input, replicated,
+        and each block input is dropped once its block is done. With baseline=clean the clean losses are
+        needed before any gradient: without a chunk limit the block inputs of the one clean pass are kept
+        (one activation per block at batch size B); with a chunk limit (bounded memory) a first clean
+        pass gives the losses and the prefix is recomputed block by block (+1 forward pass; BatchNorm
+        statistics are moved by the first pass only)."""
         blocks, model = plan.blocks, ctx.model
         measure = id(model) not in self.block_costs
         costs: list[float] = []
@@ -305,17 +309,25 @@ class LikelihoodRatioEstimator(Estimator):
             return out
 
         position = {b: j for j, b in enumerate(plan.param_blocks)}
-        keep_inputs = self.opts["baseline"] == "clean"
+        clean_first = self.opts["baseline"] == "clean"
+        keep_inputs = clean_first and self.opts["chunk"] == 0
+        recompute = clean_first and not keep_inputs
+        clean_losses = None
+        if recompute:          # bounded memory: losses from a first clean pass, the prefix recomputed below
+            clean_losses = per_row_losses(ctx.loss_fn, run_blocks(blocks, inputs), ctx.targets, ctx.batch)
         block_inputs: list[torch.Tensor | None] = []
         h = inputs
-        for i in range(len(blocks)):
-            if not keep_inputs and i in position:
-                with frozen_batchnorm_stats(model):
-                    ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), h, copies[position[i]],
-                                     plan.slots_of(position[i]), None)
-            block_inputs.append(h if keep_inputs else None)
-            h = clean_block(i, h)
-        clean_losses = per_row_losses(ctx.loss_fn, h, ctx.targets, ctx.batch)
+        with frozen_batchnorm_stats(model) if recompute else contextlib.nullcontext():
+            for i in range(len(blocks)):
+                if not keep_inputs and i in position:
+                    with frozen_batchnorm_stats(model):
+                        ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), h, copies[position[i]],
+                                         plan.slots_of(position[i]), clean_losses)
+                block_inputs.append(h if keep_inputs else None)
+                h = clean_block(i, h)
+        if clean_losses is None:
+            clean_losses = per_row_losses(ctx.loss_fn, h, ctx.targets, ctx.batch)
+        del h
         if measure:
             self.block_costs[id(model)] = costs
         if keep_inputs:
@@ -331,7 +343,8 @@ class LikelihoodRatioEstimator(Estimator):
         """1 clean pass + Σ over noisy passes of rows/B × (share of the network the pass runs).
 
         global: 1 + K; layer-wise replay: 1 + Σ_b K_b; prefix sharing: 1 + Σ_b K_b·c_{b:}/c where c are
-        the per-block FLOPs measured in the last step on this model (equal block costs before that)."""
+        the per-block FLOPs measured in the last step on this model (equal block costs before that),
+        +1 with baseline=clean and a chunk limit (the prefix is recomputed, see ``_prefix_sharing_step``)."""
         o = self.opts
         layerwise = o["injection"] == "layerwise"
         plan = build_plan(model, "autograd", layerwise)
@@ -340,11 +353,12 @@ class LikelihoodRatioEstimator(Estimator):
             return 1.0 + float(copies[0] if copies else 0)
         if not o["prefix_sharing"]:
             return 1.0 + float(sum(copies))
+        clean_passes = 2.0 if o["baseline"] == "clean" and o["chunk"] > 0 else 1.0
         costs = self.block_costs.get(id(model))
         if not costs or len(costs) != len(plan.blocks) or sum(costs) <= 0:
             costs = [1.0] * len(plan.blocks)
         total = sum(costs)
-        return 1.0 + sum(k * sum(costs[i:]) / total for k, i in zip(copies, plan.param_blocks))
+        return clean_passes + sum(k * sum(costs[i:]) / total for k, i in zip(copies, plan.param_blocks))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -375,6 +389,8 @@ class LikelihoodRatioEstimator(Estimator):
                                      "LR needs it intact (avoid in-place ops on a module's input)")
             for name, g in slot.rule(slot.module, inp, grad_output).items():
                 total[name] = g if name not in total else total[name] + g
+            rec.input = rec.kept = None                 # consumed: free the stored input and noise
+            del score, grad_output, inp
         return total
 
     def module_gradients(self, codec: NoiseCodec, records: list[CallRecord], weights: torch.Tensor,
@@ -412,14 +428,14 @@ class _StepContext:
         for group, (s0, s1, k) in enumerate(layouts):
             layout = PassLayout(s1 - s0, k, group)
             prefix = source[s0:s1]
-            replicated = prefix.repeat_interleave(k, dim=0)
+            replicated = [prefix.repeat_interleave(k, dim=0) if k > 1 else prefix]
             targets = self.targets[s0:s1].repeat_interleave(k, dim=0)
-            hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step, replicated, prefix))
-            try:
-                outputs = forward(replicated)
+            hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step, weakref.ref(replicated[0]), prefix))
+            try:       # hand over the only reference: the replicated input dies once its consumers are done
+                outputs = forward(replicated.pop())
             finally:
                 noisy = hooks.end()
-            del replicated
+            noisy.prefix = None
             losses = per_row_losses(self.loss_fn, outputs, targets, layout.rows)
             del outputs
             clean = None if clean_losses is None else clean_losses[s0:s1]

@@ -16,6 +16,7 @@ This module depends on torch only.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,8 +131,8 @@ class NoisyPass:
     active: set[int]                           # slot indices that get noise in this pass
     sigma: dict[int, float]                    # slot index -> σ
     step: int
-    replicated: torch.Tensor | None            # the replicated prefix fed to the pass (identity-checked)
-    prefix: torch.Tensor | None                # its un-replicated source rows
+    replicated: weakref.ref | None             # weak ref to the replicated input fed to the pass, so that
+    prefix: torch.Tensor | None                # it dies after its first use; ``prefix``: its source rows
     records: list[CallRecord] = field(default_factory=list)
     calls: dict[int, int] = field(default_factory=dict)
     sigma_stat: dict[int, torch.Tensor] = field(default_factory=dict)   # block -> Σ(ε·score − 1) per row
@@ -199,7 +200,7 @@ class PerturbationHooks:
             prev = p.sigma_stat.get(slot.block)
             p.sigma_stat[slot.block] = stat if prev is None else prev + stat
         first = args[0] if args else None
-        shared = p.replicated is not None and first is p.replicated
+        shared = p.replicated is not None and first is not None and first is p.replicated()
         if slot.needs_call_inputs:
             stored: Any = CallInputs(tuple(_detach(a) for a in args), {k: _detach(v) for k, v in kwargs.items()})
             version = -1
