@@ -120,10 +120,23 @@ def load_spec(name_or_path: str | Path) -> PaperSpec:
     if not isinstance(draw, list) or not draw or any(
             not isinstance(d, dict) or d.get("kind") not in DRAW_KINDS for d in draw):
         raise ReportError(f"paper spec {path}: 'draw' must be a list of items with kind in {', '.join(DRAW_KINDS)}")
+    _check_published(data.get("published"), path)
     return PaperSpec(name=str(data["name"]), title=str(data["title"]), citation=str(data["citation"]).strip(),
                      description=str(data.get("description", "")).strip(), budgets=budgets, draw=draw,
                      published=data.get("published"), limits=str(data.get("limits", "")).strip(),
                      transfer_surrogate=data.get("transfer_surrogate"), path=path)
+
+
+def _check_published(published: Any, path: Path) -> None:
+    """A published table is ``{citation, rows, cols, values}`` with one row of len(cols) per row name."""
+    if published is None:
+        return
+    if not isinstance(published, dict) or "citation" not in published:
+        raise ReportError(f"paper spec {path}: 'published' must be null or a mapping with a 'citation'")
+    if "values" in published:
+        rows, cols, values = published.get("rows") or [], published.get("cols") or [], published["values"]
+        if len(values) != len(rows) or any(len(v) != len(cols) for v in values):
+            raise ReportError(f"paper spec {path}: published 'values' must be {len(rows)} rows of {len(cols)} numbers")
 
 
 # --------------------------------------------------------------------------- run fields and labels
@@ -156,7 +169,7 @@ def format_label(row: pd.Series, patterns: str | list[str]) -> str | None:
                 break
             values[key] = f"{int(value)}" if isinstance(value, float) and value.is_integer() else str(value)
         else:
-            return _FIELD.sub(lambda m: values[m.group(1)], pattern)
+            return _FIELD.sub(lambda m, filled=values: filled[m.group(1)], pattern)
     return None
 
 
@@ -164,11 +177,16 @@ def select_runs(results: Results, where: dict[str, Any] | None) -> pd.DataFrame:
     """Completed runs matching ``where`` ({key: value or [values]})."""
     runs = results.completed
     for key, wanted in (where or {}).items():
-        wanted = wanted if isinstance(wanted, list) else [wanted]
-        mask = runs.apply(lambda r: field_value(r, key) in wanted or str(field_value(r, key)) in map(str, wanted),
-                          axis=1)
-        runs = runs[mask]
+        accepted = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
+        runs = runs[[_as_text(field_value(row, key)) in accepted for _, row in runs.iterrows()]]
     return runs
+
+
+def _as_text(value: Any) -> str:
+    """Text of a field for matching: whole floats as integers (``128.0`` matches ``128``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -225,8 +243,8 @@ def published_table(spec: PaperSpec, item: dict[str, Any]) -> pd.DataFrame:
     if not pub or "values" not in pub:
         return pd.DataFrame(columns=["row", "col", "x", "value"])
     rows = []
-    for row, values in zip(pub["rows"], pub["values"]):
-        for x, value in zip(pub["cols"], values):
+    for row, values in zip(pub["rows"], pub["values"], strict=True):
+        for x, value in zip(pub["cols"], values, strict=True):
             rows.append({"row": str(row), "col": _col_label(item, x), "x": float(x), "value": float(value)})
     return pd.DataFrame(rows)
 
@@ -273,7 +291,7 @@ def _draw_table(spec: PaperSpec, item: dict[str, Any], results: Results, figures
     if ours.empty:
         return [Note(f"{title}: no completed run matches this table yet.")]
     order = [str(r) for r in (spec.published or {}).get("rows", [])]
-    ours["text"] = [_cell(m, h, n, digits) for m, h, n in zip(ours["mean"], ours["ci95"], ours["n"])]
+    ours["text"] = [_cell(m, h, n, digits) for m, h, n in zip(ours["mean"], ours["ci95"], ours["n"], strict=True)]
     blocks: list = [Table(_pivot(ours, "text", order), f"Ours — {title} (mean ± 95% CI over seeds; "
                                                         "'n=1' = one seed, no interval).")]
     if not published.empty:

@@ -66,7 +66,7 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], path: Path, *, xlabel: str
     tallest = max(m.shape[0] for m in matrices.values())
     fig, axes = plt.subplots(1, n, figsize=(max(4.5, 1.1 * widest + 3) * n, 1.0 + 0.55 * tallest + 1.2),
                              squeeze=False)
-    for ax, (title, matrix) in zip(axes[0], matrices.items()):
+    for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=True):
         sns.heatmap(matrix, ax=ax, annot=True, fmt=fmt, vmin=vmin, vmax=vmax, cmap="viridis",
                     cbar_kws={"label": value_label})
         ax.set_title(title)

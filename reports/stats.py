@@ -43,7 +43,7 @@ def summarize(frame: pd.DataFrame, by: list[str], value: str, confidence: float 
     for key, group in frame.groupby(by, sort=True, dropna=False):
         mean, half, n = mean_ci(group[value].tolist(), confidence)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "mean": mean, "ci95": half, "n": n,
+        rows.append({**dict(zip(by, key, strict=True)), "mean": mean, "ci95": half, "n": n,
                      "text": format_mean_ci(mean, half, n)})
     table = pd.DataFrame(rows, columns=[*by, "mean", "ci95", "n", "text"])
     return sort_naturally(table, by)

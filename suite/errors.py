@@ -12,7 +12,6 @@ class UserError(Exception):
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type whose message is meant for the user (one line naming the fix)."""
     from estimators import EstimatorError
-
     from reports.errors import ReportError  # bad/missing results folder or paper spec
 
     types: list[type[BaseException]] = [UserError, EstimatorError, ReportError]

@@ -60,10 +60,10 @@ def _xconv_results(tmp_path: Path, offset: float) -> Path:
     published = spec.published
     runs = tmp_path / "runs"
     runs.mkdir(parents=True)
-    for row, values in zip(published["rows"], published["values"]):
+    for row, values in zip(published["rows"], published["values"], strict=True):
         if row not in ("exact", "r=2", "r=8"):
             continue
-        for batch, value in list(zip(published["cols"], values))[:2]:
+        for batch, value in list(zip(published["cols"], values, strict=True))[:2]:
             estimator, options = ("bp", {}) if row == "exact" else ("xconv", {"probes": int(row[2:])})
             for seed in (0, 1):
                 record = make_record("mnist-xconvnet", estimator, options, seed, quality=1.0, batch_size=batch)

@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
     p.add_argument("--report-only", action="store_true", help="draw from the runs already in DIR; run nothing")
     p.add_argument("--dry-run", action="store_true", help="print the runs the budget would make and stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per finished run)")
     p.set_defaults(handler=run, accepts_extra=True)
 
 
@@ -73,7 +74,12 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
         print(f"{len(configs)} runs")
         return 0
     print(f"paper {spec.name}, budget {args.budget}: {len(configs)} runs into {out}")
-    result = run_suite(configs, out, progress=True)
+    result = run_suite(configs, out, progress=not args.no_progress)
+    for record in result.records:
+        accuracy = record["metrics"].get("test_accuracy_final")
+        print(f"  {record['run_id']}: {record['status']}"
+              + (f", test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
+              + (f" — {record['message']}" if record.get("message") else ""))
     if not result.ok:
         failed = ", ".join(r["run_id"] for r in result.failures)
         print(f"lrbench paper: {len(result.failures)} run(s) failed: {failed} (listed in the report)")
