@@ -117,7 +117,7 @@ def test_noise_options_equal_autograd_reference(opts: dict) -> None:
 
 
 LAYERWISE_OPTIONS = [{}, {"baseline": "clean"}, {"baseline": "loo", "antithetic": True}, {"qmc": True},
-                     {"chunk": 20, "baseline": "loo"}, {"copies": [2, 4, 6]}, {"sigma": [0.1, 0.01, 0.05]},
+                     {"chunk": 20, "baseline": "loo"}, {"chunk": 20, "baseline": "clean"}, {"copies": [2, 4, 6]}, {"sigma": [0.1, 0.01, 0.05]},
                      {"noise": "laplace", "noise_storage": "seed"}]
 
 
@@ -234,14 +234,17 @@ def test_measured_variance_effects_of_antithetic_qmc_and_baselines() -> None:
 
 
 # ----------------------------------------------------------------------------- options and contracts
-def test_batchnorm_running_stats_move_once_per_step() -> None:
+@pytest.mark.parametrize("opts", [{"injection": "layerwise", "prefix_sharing": True},
+                                  {"injection": "layerwise", "prefix_sharing": True, "baseline": "clean", "chunk": 12},
+                                  {"baseline": "clean"}])
+def test_batchnorm_running_stats_move_once_per_step(opts: dict) -> None:
     model, x, y = make_model("cnn-bn")
     model.train()
     twin, _, _ = make_model("cnn-bn")
     twin.train()
     with torch.no_grad():
         twin(x)                                         # one clean forward = one momentum update
-    get_estimator("ulr", copies=8, injection="layerwise", prefix_sharing=True).estimate(model, cross_entropy, x, y)
+    get_estimator("ulr", copies=8, **opts).estimate(model, cross_entropy, x, y)
     for a, b in zip(model.buffers(), twin.buffers()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -257,6 +260,9 @@ def test_forward_passes_per_step() -> None:
     expected = 1 + 10 + 20 * (flops[1] + flops[2]) / total + 30 * flops[2] / total
     assert logs["forward_passes"] == pytest.approx(expected)
     assert est.forward_passes_per_step(model, 8) == pytest.approx(expected)
+    recompute = get_estimator("ulr", copies=[10, 20, 30], injection="layerwise", prefix_sharing=True,
+                              baseline="clean", chunk=16)
+    assert recompute.estimate(model, cross_entropy, x, y)[1]["forward_passes"] == pytest.approx(expected + 1)
 
 
 def test_adaptive_sigma_moves_logs_clamps_and_resumes() -> None:
