@@ -24,6 +24,7 @@ import torch
 from .base import Option
 from .lr_engine import LR_OPTIONS, LikelihoodRatioEstimator
 from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec
+from .rules import CallInputs
 from .registry import register_estimator
 
 
@@ -60,14 +61,26 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
                 return self.slot_gradients(codec, recs, weights, sigma), None
             stream = torch.cuda.Stream(device)
             stream.wait_stream(producer)
+            for t in _tensors_used(recs, weights):     # allocated on the producer stream, read on this one
+                t.record_stream(stream)
             with torch.cuda.stream(stream):
                 return self.slot_gradients(codec, recs, weights, sigma), stream
 
         results = list(pool.map(task, groups))
         if on_cuda:
-            for _, stream in results:
+            for grads, stream in results:
                 producer.wait_stream(stream)
+                for g in grads.values():                # allocated on the side stream, read on the producer
+                    g.record_stream(producer)
         return [(recs[0].slot, grads) for recs, (grads, _) in zip(groups, results)]
+
+
+def _tensors_used(records: list[CallRecord], weights: torch.Tensor) -> list[torch.Tensor]:
+    out = [weights]
+    for rec in records:
+        values = rec.input.args + tuple(rec.input.kwargs.values()) if isinstance(rec.input, CallInputs) else (rec.input,)
+        out.extend(v for v in (*values, rec.kept) if isinstance(v, torch.Tensor))
+    return out
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
