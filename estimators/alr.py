@@ -24,8 +24,8 @@ import torch
 from .base import Option
 from .lr_engine import LR_OPTIONS, LikelihoodRatioEstimator
 from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec
-from .rules import CallInputs
 from .registry import register_estimator
+from .rules import CallInputs
 
 
 @register_estimator
@@ -72,7 +72,7 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
                 producer.wait_stream(stream)
                 for g in grads.values():                # allocated on the side stream, read on the producer
                     g.record_stream(producer)
-        return [(recs[0].slot, grads) for recs, (grads, _) in zip(groups, results)]
+        return [(recs[0].slot, grads) for recs, (grads, _) in zip(groups, results, strict=True)]
 
 
 def _tensors_used(records: list[CallRecord], weights: torch.Tensor) -> list[torch.Tensor]:

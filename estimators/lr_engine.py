@@ -37,8 +37,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .base import (Estimator, EstimatorError, LossFn, Option, check_every_parameter_has_grad, set_grad,
-                   trainable_parameters)
+from .base import (
+    Estimator,
+    EstimatorError,
+    LossFn,
+    Option,
+    check_every_parameter_has_grad,
+    set_grad,
+    trainable_parameters,
+)
 from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec, NoisyPass, PassLayout, PerturbationHooks
 from .noise import NOISE_LAWS
 from .rules import FAIL_MODES, owns_trainable_parameters, rule_for
@@ -358,7 +365,7 @@ class LikelihoodRatioEstimator(Estimator):
         if not costs or len(costs) != len(plan.blocks) or sum(costs) <= 0:
             costs = [1.0] * len(plan.blocks)
         total = sum(costs)
-        return clean_passes + sum(k * sum(costs[i:]) / total for k, i in zip(copies, plan.param_blocks))
+        return clean_passes + sum(k * sum(costs[i:]) / total for k, i in zip(copies, plan.param_blocks, strict=True))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def sum_to_parameter(tensor: torch.Tensor, view_shape: Sequence[int], param_shap
     """
     lead = tensor.dim() - len(view_shape)
     full_view = (1,) * lead + tuple(view_shape)
-    dims = [d for d, (v, t) in enumerate(zip(full_view, tensor.shape)) if v == 1 and t != 1]
+    dims = [d for d, (v, t) in enumerate(zip(full_view, tensor.shape, strict=True)) if v == 1 and t != 1]
     out = tensor.sum(dim=dims, keepdim=True) if dims else tensor
     return out.reshape(param_shape)
 
@@ -236,7 +236,7 @@ def autograd_rule(module: nn.Module, input: Any, grad_output: torch.Tensor) -> d
     with torch.enable_grad():
         out = module.forward(*call.args, **call.kwargs)
         grads = torch.autograd.grad(out, [p for _, p in params], grad_output.to(out.dtype), allow_unused=True)
-    return {n: g for (n, _), g in zip(params, grads) if g is not None}
+    return {n: g for (n, _), g in zip(params, grads, strict=True) if g is not None}
 
 
 FAIL_MODES = ("error", "autograd")

@@ -7,12 +7,20 @@ import math
 
 import pytest
 import torch
+from lr_testing import (
+    bp_gradient,
+    cross_entropy,
+    flat_grad,
+    lr_gradient,
+    mlp,
+    mlp_batch,
+    reference_global_lr,
+    relative_error,
+)
+from test_ulr import KINDS, make_model
 
 from estimators import get_estimator
 from estimators.noise import pack_signs, signs_of, unpack_signs
-from lr_testing import (bp_gradient, cross_entropy, flat_grad, lr_gradient, mlp, mlp_batch, reference_global_lr,
-                        relative_error)
-from test_ulr import KINDS, make_model
 
 
 def test_pack_signs_is_one_bit_per_element_and_round_trips() -> None:

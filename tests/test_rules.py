@@ -8,15 +8,21 @@ from torch import nn
 
 from estimators import UnsupportedModuleError
 from estimators.modules import AddParameter, ClassToken
-from estimators.rules import (MODULE_RULES, autograd_rule, conv_weight_grad, find_rule, rule_for,
-                              sum_to_parameter)
+from estimators.rules import (
+    MODULE_RULES,
+    autograd_rule,
+    conv_weight_grad,
+    find_rule,
+    rule_for,
+    sum_to_parameter,
+)
 
 
 def autograd_vjp(module: nn.Module, x: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
     params = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
     out = module(x)
     grads = torch.autograd.grad(out, [p for _, p in params], g)
-    return dict(zip((n for n, _ in params), grads))
+    return dict(zip((n for n, _ in params), grads, strict=True))
 
 
 def _bn(cls, c, train):

@@ -7,12 +7,21 @@ import math
 
 import pytest
 import torch
+from lr_testing import (
+    bp_gradient,
+    cross_entropy,
+    flat_grad,
+    lr_gradient,
+    measure_variance_table,
+    mlp,
+    mlp_batch,
+    reference_global_lr,
+    relative_error,
+)
 from torch import nn
 
 from estimators import EstimatorError, UnsupportedModuleError, get_estimator
 from estimators.modules import AddParameter, ClassToken
-from lr_testing import (bp_gradient, cross_entropy, flat_grad, lr_gradient, measure_variance_table, mlp,
-                        mlp_batch, reference_global_lr, relative_error)
 
 SIGMA = 1e-3
 
@@ -245,7 +254,7 @@ def test_batchnorm_running_stats_move_once_per_step(opts: dict) -> None:
     with torch.no_grad():
         twin(x)                                         # one clean forward = one momentum update
     get_estimator("ulr", copies=8, **opts).estimate(model, cross_entropy, x, y)
-    for a, b in zip(model.buffers(), twin.buffers()):
+    for a, b in zip(model.buffers(), twin.buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
