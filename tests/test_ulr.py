@@ -350,3 +350,18 @@ def test_unsupported_module_errors_unless_fail_mode_autograd() -> None:
     expected = reference_global_lr(model, cross_entropy, x, y, copies=4, sigma=0.05, seed=0)
     got = lr_gradient(model, cross_entropy, x, y, copies=4, sigma=0.05, fail_mode="autograd")
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_adaptive_sigma_follows_the_derivative_of_the_smoothed_loss(sign: float) -> None:
+    """With v = 0 (zero weights), ℓ − ℓ_clean = ±σ²‖ε‖²: E[L] grows (+) or falls (−) with σ, and
+    ℓ − b = ±σ²(s + d) with s = Σ(ε² − 1): every step moves log σ the right way, by at most sigma_lr."""
+    model = nn.Sequential(nn.Linear(4, 6)).double()
+    nn.init.zeros_(model[0].weight)
+    nn.init.zeros_(model[0].bias)
+    x, y = torch.randn(8, 4, dtype=torch.float64), torch.zeros(8)
+    est = get_estimator("ulr", copies=32, sigma=0.1, adaptive_sigma=True, sigma_lr=0.1, baseline="clean",
+                        sigma_max=10.0)
+    sigmas = [est.estimate(model, lambda o, t: sign * (o * o).sum(1), x, y)[1]["sigma_block0"] for _ in range(6)]
+    steps = [math.log(b / a) for a, b in zip(sigmas[:-1], sigmas[1:], strict=True)]
+    assert all(0.02 < -sign * s <= 0.1 + 1e-12 for s in steps), steps
