@@ -10,8 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import TaskError
-from .models import (build_char_rnn, build_mlp, build_plain_cnn, build_resnet5, build_resnet9, build_row_rnn,
-                     build_vgg8, build_vit, build_xconv_convnet)
+from .models import (
+    build_char_rnn,
+    build_mlp,
+    build_plain_cnn,
+    build_resnet5,
+    build_resnet9,
+    build_row_rnn,
+    build_vgg8,
+    build_vit,
+    build_xconv_convnet,
+)
 from .spec import ModelFactory, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {}

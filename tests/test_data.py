@@ -50,7 +50,7 @@ def test_batches_seeded_shuffle_covers_everything() -> None:
     first = [y for _, y in data.batches("train", 100, seed=3, epoch=0)]
     again = [y for _, y in data.batches("train", 100, seed=3, epoch=0)]
     other = [y for _, y in data.batches("train", 100, seed=3, epoch=1)]
-    assert all(torch.equal(p, q) for p, q in zip(first, again))
+    assert all(torch.equal(p, q) for p, q in zip(first, again, strict=True))
     assert not torch.equal(torch.cat(first), torch.cat(other))
     assert [len(y) for y in first] == [100] * 12 + [57]
     assert torch.equal(torch.cat(first).sort().values, data.train[1].sort().values)
@@ -87,7 +87,7 @@ def test_flip_and_crop_flip() -> None:
     flipped = random_hflip(x, split_generator(1))
     same = [torch.equal(flipped[i], x[i]) for i in range(64)]
     mirrored = [torch.equal(flipped[i], x[i].flip(-1)) for i in range(64)]
-    assert all(s or m for s, m in zip(same, mirrored))
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
     assert 16 <= sum(mirrored) <= 48
     out = crop_flip(x, split_generator(2))
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1

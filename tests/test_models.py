@@ -9,8 +9,16 @@ from torch import nn
 
 from estimators.modules import AddParameter, ClassToken
 from tasks import TaskError, get_task, list_tasks
-from tasks.models import (ElmanCell, LSTMCell, Normalize, Recurrent, SelfAttention, build_resnet9, build_resnet18,
-                          count_parameters)
+from tasks.models import (
+    ElmanCell,
+    LSTMCell,
+    Normalize,
+    Recurrent,
+    SelfAttention,
+    build_resnet9,
+    build_resnet18,
+    count_parameters,
+)
 from tasks.models.rnn import GRUCell
 from tasks.models.vit import Patches
 
@@ -77,7 +85,7 @@ def test_model_options_from_command_line_strings() -> None:
     a = spec.build_model()
     torch.manual_seed(3)
     b = spec.build_model()
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_normalize_uses_dataset_statistics() -> None:

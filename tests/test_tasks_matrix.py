@@ -87,8 +87,8 @@ def test_two_steps_change_parameters_with_finite_gradients(task: str, config: st
             assert p.grad is not None, f"{name} has no gradient"
             assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
         opt.step()
-    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters())]
-    assert all(changed), [n for (n, _), c in zip(model.named_parameters(), changed) if not c]
+    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)]
+    assert all(changed), [n for (n, _), c in zip(model.named_parameters(), changed, strict=True) if not c]
 
 
 def test_estimator_defaults_are_valid_options_with_one_entry_per_block() -> None:
