@@ -144,8 +144,9 @@ class TaskSpec:
                                   **self.resolve_model_options(**overrides))
 
     def num_parameters(self, **overrides: Any) -> int:
-        """Trainable parameter count of the model with these options (built under a fixed seed)."""
-        with torch.random.fork_rng(devices=[]):
+        """Trainable parameter count of the model with these options (built on the meta device: no memory,
+        no initialisation cost, global RNG untouched)."""
+        with torch.device("meta"):
             return count_parameters(self.build_model(**overrides))
 
     # ------------------------------------------------------------ scoring

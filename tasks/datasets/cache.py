@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,18 @@ from typing import Any
 import torch
 
 CACHE_VERSION = 1
+
+
+def file_md5(path: str | os.PathLike[str]) -> str:
+    """Hex md5 of a file, read in 1 MiB chunks ('' when it cannot be read)."""
+    digest = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def cache_path(root: Path, name: str) -> Path:

@@ -5,8 +5,9 @@ Files are looked for in the torchvision layout under the data root; nothing is d
 (present? md5 as listed by the torchvision class?) so that a missing or corrupt file gives one line
 naming it. Decoded images are cached as uint8 tensors in ``<root>/lrbench-cache/<name>.pt``.
 
-The torchvision class used for each dataset is looked up in :data:`TORCHVISION_CLASSES`; tests put
-a subclass there whose per-file md5 lists describe their own small fixture files.
+The torchvision class used for each dataset is ``torchvision.datasets.<CLASS_NAMES[name]>`` unless
+:data:`TORCHVISION_CLASSES` holds an override: tests put a subclass there whose per-file md5 lists
+describe their own small fixture files. torchvision is imported on first use (it is slow to import).
 """
 
 from __future__ import annotations
@@ -17,25 +18,32 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import datasets as tvd
-from torchvision.datasets.utils import check_integrity
 
 from ..data import Split, TaskData, split_generator
 from ..errors import TaskError
-from .cache import load_cache, save_cache
+from .cache import file_md5, load_cache, save_cache
 
-TORCHVISION_CLASSES: dict[str, type] = {
-    "mnist": tvd.MNIST,
-    "fmnist": tvd.FashionMNIST,
-    "cifar10": tvd.CIFAR10,
-    "cifar100": tvd.CIFAR100,
-}
+CLASS_NAMES = {"mnist": "MNIST", "fmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+TORCHVISION_CLASSES: dict[str, type] = {}   # overrides (test fixtures); empty in production
+
+
+def torchvision_class(name: str) -> type:
+    """The ``torchvision.datasets`` class that reads dataset ``name`` (or its override)."""
+    if name in TORCHVISION_CLASSES:
+        return TORCHVISION_CLASSES[name]
+    from torchvision import datasets as tvd
+
+    return getattr(tvd, CLASS_NAMES[name])
+
+
+def check_integrity(path: str, md5: str) -> bool:
+    return file_md5(path) == md5
 VAL_SIZE = 5000
 _DOWNLOAD_HINT = "or pass download=True (needs internet)"
 
 
 def _is_cifar(cls: type) -> bool:
-    return issubclass(cls, tvd.CIFAR10)
+    return hasattr(cls, "train_list") and hasattr(cls, "base_folder")
 
 
 def _expected_files(cls: type, root: Path) -> tuple[Path, list[tuple[Path, str]]]:
@@ -105,7 +113,7 @@ def _read(name: str, cls: type, root: Path, train: bool, download: bool) -> tupl
 
 
 def _decoded(name: str, root: Path, download: bool) -> dict[str, torch.Tensor]:
-    cls = TORCHVISION_CLASSES[name]
+    cls = torchvision_class(name)
     _, files = _expected_files(cls, root)
     key = [cls.__name__, *[md5 for _, md5 in files]]
     cached = load_cache(root, name, key)

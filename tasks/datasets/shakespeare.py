@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets.utils import check_integrity
 
 from ..data import Split, TaskData
 from ..errors import TaskError
+from .cache import file_md5
 
 VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 VOCAB_SIZE = len(VOCAB)
@@ -56,7 +56,7 @@ def load(root: Path, seed: int = 0, path: str | None = None, seq_len: int = DEFA
         raise TaskError(f"shakespeare not found: put input.txt (tiny-shakespeare, karpathy/char-rnn) at {file} "
                         "(data root from --data-dir, LRBENCH_DATA or ~/.cache/lrbench/data); "
                         "downloading it needs internet")
-    if path is None and not check_integrity(str(file), MD5):
+    if path is None and file_md5(file) != MD5:
         raise TaskError(f"shakespeare: file {file} is corrupt (md5 mismatch, expected {MD5}); "
                         "replace it with the original file")
     ids = encode(file.read_text(encoding="utf-8"))
