@@ -12,6 +12,7 @@ This module depends on torch only.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -89,24 +90,45 @@ NOISE_LAWS = {name: NoiseLaw(name) for name in ("gaussian", "laplace")}
 SOBOL_MAX_DIM = torch.quasirandom.SobolEngine.MAXDIM  # 21201
 
 
+_SOBOL_BITS = torch.quasirandom.SobolEngine.MAXBIT          # points are integers / 2³⁰
+_SOBOL_ENGINES: dict[tuple[int, int], tuple[torch.quasirandom.SobolEngine, threading.Lock]] = {}
+
+
+def _base_sobol_integers(points: int, width: int, block: int) -> torch.Tensor:
+    """The first ``points`` points of a fixed (cached) scrambled Sobol engine of ``width`` dims, as
+    30-bit integers, shape (points, width). Scrambling an engine costs O(width·30²) — 0.3 s for 12544
+    dims — so it is done once per (width, block); each call re-randomises by a digital shift."""
+    cache_key = (width, block)
+    if cache_key not in _SOBOL_ENGINES:
+        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=noise_key(0x5AB01, width, block) % 2 ** 31)
+        _SOBOL_ENGINES[cache_key] = (engine, threading.Lock())
+    engine, lock = _SOBOL_ENGINES[cache_key]
+    with lock:
+        engine.reset()
+        u = engine.draw(points, dtype=torch.float64)
+    return (u * 2 ** _SOBOL_BITS).to(torch.int64)
+
+
 def sobol_uniforms(samples: int, points: int, dim: int, key: int) -> torch.Tensor:
-    """Scrambled Sobol points in (0,1)^dim for each of ``samples`` samples: shape (samples, points, dim),
+    """Randomised Sobol points in (0,1)^dim for each of ``samples`` samples: shape (samples, points, dim),
     float64, CPU.
 
-    Latin supercube sampling (Owen 1998): the engine has at most ``SOBOL_MAX_DIM`` = 21201 dimensions,
-    so coordinates are split into blocks of ≤ 21201, each from its own independently scrambled engine;
-    sample i takes the ``points`` consecutive points [i·P, (i+1)·P) of its block's sequence (a scrambled
-    net when P is a power of two), and the order of those points is randomly permuted per (sample,
-    block). Without the permutation, two blocks (or two module calls, or two samples) would pair the
-    same point indices and their coordinates would be strongly dependent.
+    * Coordinates come in blocks of ≤ ``SOBOL_MAX_DIM`` = 21201 (the engine's limit), each block from its
+      own scrambled sequence (Latin supercube sampling, Owen 1998).
+    * Sample i takes the ``points`` consecutive points [i·P, (i+1)·P) of the sequence (a digital net when
+      P is a power of two).
+    * Randomisation per call (keyed): a random digital shift u ← (u ⊕ s)·2⁻³⁰ per coordinate (each point
+      becomes uniform; nets stay nets) and a random order of the P points per (sample, block). Without
+      the reordering, two blocks, module calls or samples would pair the same point indices and their
+      coordinates would be strongly dependent.
     """
     blocks = []
     for j, start in enumerate(range(0, dim, SOBOL_MAX_DIM)):
         width = min(SOBOL_MAX_DIM, dim - start)
-        block_key = noise_key(key, j)
-        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=block_key % (2 ** 31))
-        u = engine.draw(samples * points, dtype=torch.float64).view(samples, points, width)
-        gen = torch.Generator().manual_seed(noise_key(block_key, 1))
+        gen = torch.Generator().manual_seed(noise_key(key, j))
+        shift = torch.randint(0, 2 ** _SOBOL_BITS, (width,), generator=gen, dtype=torch.int64)
+        ints = _base_sobol_integers(samples * points, width, j).bitwise_xor_(shift)
+        u = ints.to(torch.float64).add_(0.5).mul_(2.0 ** -_SOBOL_BITS).view(samples, points, width)
         order = torch.rand(samples, points, generator=gen, dtype=torch.float64).argsort(dim=1)
         blocks.append(u.gather(1, order.unsqueeze(2).expand(samples, points, width)))
     return torch.cat(blocks, dim=2) if len(blocks) > 1 else blocks[0]

@@ -55,5 +55,6 @@ def test_qmc_gaussian_copies_are_balanced() -> None:
     64 pseudo-random draws' (|mean| ~ 1/8)."""
     eps = draw_noise(GAUSS, 4, 64, (50,), key=2, antithetic=False, qmc=True, dtype=torch.float64,
                      device=torch.device("cpu")).view(4, 64, 50)
-    assert float(eps.mean(1).abs().max()) < 0.03
+    means = eps.mean(1).abs()
+    assert float(means.mean()) < 0.01 and float(means.max()) < 0.06          # pseudo-random: ≈ 0.1 and 0.35
     assert abs(float(eps.var()) - 1) < 0.05
