@@ -1,4 +1,4 @@
-"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``, ``nox -s report``, ``nox -s paper``.
+"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``, ``nox -s sweep``. ``nox -s report``, ``nox -s paper``.
 
 Sessions reuse one virtualenv per session (``nox -r`` skips re-installs)."""
 
@@ -55,3 +55,12 @@ def paper(session: nox.Session) -> None:
     (default: xconv-table1 on the quick budget; ``nox -s paper -- list`` lists the specs)."""
     _install(session)
     session.run("lrbench", "paper", *(session.posargs or ["xconv-table1", "--budget", "quick"]))
+
+
+@nox.session
+def sweep(session: nox.Session) -> None:
+    """A study's sweep, offline: ``nox -s sweep -- FILE [key=value ...]`` (default: the xconv probes x batch
+    grid on digits-cnn, into results/xconv-probes-batch). The sweep tests run first."""
+    _install(session)
+    session.run("pytest", "tests/test_sweep.py")
+    session.run("lrbench", "sweep", *(session.posargs or ["xconv_probes_batch"]), "--offline")
