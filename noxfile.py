@@ -1,4 +1,4 @@
-"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``, ``nox -s sweep``. ``nox -s report``, ``nox -s paper``.
+"""nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s slow``, ``nox -s quick``, ``nox -s sweep``, ``nox -s report``, ``nox -s paper``.
 
 Sessions reuse one virtualenv per session (``nox -r`` skips re-installs)."""
 
