@@ -153,18 +153,27 @@ def test_max_steps_mid_epoch_still_evaluates_at_the_last_step(tmp_path: Path) ->
 
 def test_kill_mid_suite_then_rerun_gives_every_run_exactly_once(tmp_path: Path) -> None:
     suite = tmp_path / "suite.yaml"
-    suite.write_text("defaults: {task: digits-mlp, estimator: bp, max_epochs: 4, accelerator: cpu}\n"
+    suite.write_text("defaults: {task: digits-mlp, estimator: bp, max_epochs: 4, train_subset: 600, accelerator: cpu}\n"
                      "grid: {lr: [0.001, 0.002, 0.003, 0.004]}\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "suite", "run", str(suite), "--out", str(out), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "runs").glob("*.json")):
-        time.sleep(0.05)
-    time.sleep(0.5)  # now inside the second run
+
+    def in_flight() -> list[str]:
+        """Runs that have started logging but have no record yet (after at least one finished run)."""
+        done = {p.stem for p in (out / "runs").glob("*.json")}
+        started = {p.name for p in (out / "logs").glob("*")} if (out / "logs").exists() else set()
+        return sorted(started - done) if done else []
+
+    deadline = time.time() + 240
+    while time.time() < deadline and not in_flight() and proc.poll() is None:
+        time.sleep(0.01)
+    killed = in_flight()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert killed, "the suite finished before it could be killed mid-run"
+    assert not (out / "runs" / f"{killed[0]}.json").exists()
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert 1 <= len(before) < 4
     rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"unrecognized argument '{bad[0]}' (overrides look like key=value; see 'lrbench run --help')")
     overrides = parse_assignments([*args.overrides, *extra], "override")
-    out = args.out or overrides.pop("out", None) or DEFAULT_OUT
+    out = args.out or overrides.pop("out", None)
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
