@@ -171,3 +171,15 @@ def test_listed_with_options() -> None:
     assert set(listed["fg"]["options"]) >= {"directions", "seed"}
     assert set(listed["xconv"]["options"]) >= {"probes", "probe_mode", "layers", "first_layer_exact", "seed"}
     assert all(listed[n]["description"] for n in ("es", "spsa", "fg", "xconv"))
+
+
+@pytest.mark.parametrize("name", ("es", "spsa", "fg"))
+def test_frozen_parameters_untouched(name: str) -> None:
+    """Only trainable parameters are perturbed / get a tangent; frozen ones keep grad None and values."""
+    model = mlp()
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    x, y = batch()
+    get_estimator(name).estimate(model, per_sample_ce, x, y)
+    assert model[0].weight.grad is None and torch.equal(model[0].weight, frozen)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
