@@ -86,6 +86,7 @@ class ModelPlan:
     blocks: list[nn.Module]
     param_blocks: list[int]          # indices into ``blocks`` of the blocks owning trainable parameters
     slots: list[ModuleSlot]
+    batchnorms: list[nn.Module]      # whose running statistics noisy passes must not move
 
     def slots_of(self, block_position: int) -> list[ModuleSlot]:
         return [s for s in self.slots if s.block == block_position]
@@ -107,13 +108,16 @@ def build_plan(model: nn.Module, fail_mode: str, layerwise: bool) -> ModelPlan:
                                      f"and {i}; layer-wise injection needs each module in one block")
             owner.setdefault(id(m), position)
     slots: list[ModuleSlot] = []
+    batchnorms: list[nn.Module] = []
     for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            batchnorms.append(m)
         if not owns_trainable_parameters(m):
             continue
-        params = [(n, p) for n, p in m.named_parameters(recurse=False) if p.requires_grad]
+        params = [(n, p) for n, p in m._parameters.items() if p is not None and p.requires_grad]
         slots.append(ModuleSlot(len(slots), name, m, rule_for(model, name, m, fail_mode), owner.get(id(m), 0),
                                 params))
-    return ModelPlan(blocks, param_blocks, slots)
+    return ModelPlan(blocks, param_blocks, slots, batchnorms)
 
 
 def per_block(name: str, value: Any, count: int) -> list[Any]:
@@ -133,9 +137,9 @@ def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
+def frozen_batchnorm_stats(batchnorms: Sequence[nn.Module]) -> Iterator[None]:
     """Noisy passes must not move BatchNorm running statistics: snapshot them and restore on exit."""
-    saved = [(b, b.clone()) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    saved = [(b, b.clone()) for m in batchnorms
              for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
     try:
         yield
@@ -278,14 +282,14 @@ class LikelihoodRatioEstimator(Estimator):
                 clean_losses = per_row_losses(loss_fn, model(inputs), targets, batch)
                 groups = ([(plan.slots_of(j), copies[j]) for j in range(count)] if layerwise
                           else [(plan.slots, copies[0] if copies else 1)])
-                with frozen_batchnorm_stats(model):
+                with frozen_batchnorm_stats(plan.batchnorms):
                     for slots, k in groups:
                         ctx.noisy_passes(model, inputs, k, slots, clean_losses)
         by_id = {id(p): p for _, p in trainable_parameters(model)}
         for pid, grad in totals.grads.items():
             set_grad(by_id[pid], grad)
         check_every_parameter_has_grad(model, self.name)
-        logs = {"forward_passes": self.forward_passes_per_step(model, batch), "rows": float(totals.rows),
+        logs = {"forward_passes": self._forward_passes(plan, model), "rows": float(totals.rows),
                 "noise_bytes": float(totals.noise_bytes), "noise_elements": float(totals.noise_elements),
                 "noisy_passes": float(totals.passes)}
         if o["adaptive_sigma"]:
@@ -324,10 +328,10 @@ class LikelihoodRatioEstimator(Estimator):
             clean_losses = per_row_losses(ctx.loss_fn, run_blocks(blocks, inputs), ctx.targets, ctx.batch)
         block_inputs: list[torch.Tensor | None] = []
         h = inputs
-        with frozen_batchnorm_stats(model) if recompute else contextlib.nullcontext():
+        with frozen_batchnorm_stats(plan.batchnorms) if recompute else contextlib.nullcontext():
             for i in range(len(blocks)):
                 if not keep_inputs and i in position:
-                    with frozen_batchnorm_stats(model):
+                    with frozen_batchnorm_stats(plan.batchnorms):
                         ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), h, copies[position[i]],
                                          plan.slots_of(position[i]), clean_losses)
                 block_inputs.append(h if keep_inputs else None)
@@ -338,7 +342,7 @@ class LikelihoodRatioEstimator(Estimator):
         if measure:
             self.block_costs[id(model)] = costs
         if keep_inputs:
-            with frozen_batchnorm_stats(model):
+            with frozen_batchnorm_stats(plan.batchnorms):
                 for i, j in position.items():
                     source, block_inputs[i] = block_inputs[i], None
                     ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), source, copies[j],
@@ -352,9 +356,11 @@ class LikelihoodRatioEstimator(Estimator):
         global: 1 + K; layer-wise replay: 1 + Σ_b K_b; prefix sharing: 1 + Σ_b K_b·c_{b:}/c where c are
         the per-block FLOPs measured in the last step on this model (equal block costs before that),
         +1 with baseline=clean and a chunk limit (the prefix is recomputed, see ``_prefix_sharing_step``)."""
+        return self._forward_passes(build_plan(model, "autograd", self.opts["injection"] == "layerwise"), model)
+
+    def _forward_passes(self, plan: ModelPlan, model: nn.Module) -> float:
         o = self.opts
         layerwise = o["injection"] == "layerwise"
-        plan = build_plan(model, "autograd", layerwise)
         copies = per_block("copies", o["copies"], len(plan.param_blocks))
         if not layerwise:
             return 1.0 + float(copies[0] if copies else 0)

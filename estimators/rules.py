@@ -259,4 +259,5 @@ def rule_for(model: nn.Module, module_name: str, module: nn.Module, fail_mode: s
 
 
 def owns_trainable_parameters(module: nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters(recurse=False))
+    """Whether ``module`` itself (not its children) holds a parameter with requires_grad."""
+    return any(p is not None and p.requires_grad for p in module._parameters.values())

@@ -1,9 +1,9 @@
 """Shared helpers for the LR estimator tests: small float64 nets, an autograd reference for the LR
 estimate with given noise, and a Monte-Carlo error measure.
 
-Run as a script to print the variance measurements quoted in the LR tests and the report::
+Run as a script to print the measurements quoted in the LR tests and the report::
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/lr_testing.py
+    OMP_NUM_THREADS=1 .venv/bin/python tests/lr_testing.py [variance|speed|memory]
 """
 
 from __future__ import annotations
@@ -141,7 +141,76 @@ def measure_variance_table(copies: int = 64, seeds: int = 24, sigma: float = 1e-
     return rows
 
 
+def deep_mlp(width: int, depth: int) -> nn.Sequential:
+    torch.manual_seed(0)
+    blocks = [nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(depth)]
+    return nn.Sequential(*blocks, nn.Linear(width, 10))
+
+
+def measure_speed(width: int = 256, depth: int = 6, batch: int = 32, copies: int = 32, reps: int = 5) -> None:
+    """CPU process time of one estimate: prefix sharing vs full replay, and ULR vs its forward passes."""
+    import time
+
+    model = deep_mlp(width, depth)
+    x, y = torch.randn(batch, width), torch.randint(0, 10, (batch,))
+
+    def timed(fn) -> float:
+        fn()
+        start = time.process_time()
+        for _ in range(reps):
+            fn()
+        return (time.process_time() - start) / reps
+
+    with torch.no_grad():
+        t_clean = timed(lambda: cross_entropy(model(x), y))
+        xr, yr = x.repeat_interleave(copies, 0), y.repeat_interleave(copies, 0)
+        t_rows = timed(lambda: cross_entropy(model(xr), yr))
+    print(f"forward at B={batch}: {t_clean * 1e3:.2f} ms; at B·K={batch * copies}: {t_rows * 1e3:.2f} ms")
+    times = {}
+    for label, opts in {"global": {}, "replay": {"injection": "layerwise"},
+                        "prefix": {"injection": "layerwise", "prefix_sharing": True}}.items():
+        est = get_estimator("ulr", copies=copies, **opts)
+        times[label] = timed(lambda est=est: est.estimate(model, cross_entropy, x, y))
+        passes = est.forward_passes_per_step(model, batch)
+        print(f"ulr {label:7s}: {times[label] * 1e3:7.2f} ms, forward_passes {passes:6.1f}, "
+              f"step / (passes × forward at B) = {times[label] / (passes * t_clean):.2f}")
+    print(f"global step / (clean + one forward at B·K) = {times['global'] / (t_clean + t_rows):.2f}")
+    print(f"prefix sharing speed-up over replay: {times['replay'] / times['prefix']:.2f}x")
+
+
+def measure_memory(width: int = 256, depth: int = 8, batch: int = 1024, copies: int = 16) -> None:
+    """Peak live-tensor bytes of one step (suite.metrics.memory) for BP and chunked LR estimators."""
+    from suite.metrics.memory import PeakMemory, state_tensors
+
+    model = deep_mlp(width, depth)
+    x, y = torch.randn(batch, width), torch.randint(0, 10, (batch,))
+
+    def peak(name: str, **opts) -> int:
+        est = get_estimator(name, **opts)
+        est.estimate(model, cross_entropy, x, y)
+        with PeakMemory(state_tensors(model, None, (x, y))) as mem:
+            est.estimate(model, cross_entropy, x, y)
+        return mem.result()["max"]
+
+    bp = peak("bp")
+    print(f"bp: {bp} bytes")
+    lw = {"copies": copies, "injection": "layerwise", "prefix_sharing": True, "chunk": batch}
+    for name, opts in [("ulr", {"copies": copies, "chunk": batch}), ("ulr", lw),
+                       ("ulr", {**lw, "noise_storage": "seed"}), ("alr", lw), ("ulr", {**lw, "baseline": "clean"})]:
+        p = peak(name, **opts)
+        print(f"{name} {opts}: {p} bytes = {p / bp:.3f} x BP")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    for injection, label, mse in measure_variance_table():
-        print(f"{injection:10s} {label:18s} rel.MSE {mse:.4e}  rel.err {math.sqrt(mse):.4f}")
+    what = sys.argv[1] if len(sys.argv) > 1 else "variance"
+    if what == "variance":
+        for injection, label, mse in measure_variance_table():
+            print(f"{injection:10s} {label:18s} rel.MSE {mse:.4e}  rel.err {math.sqrt(mse):.4f}")
+    elif what == "speed":
+        measure_speed()
+        measure_speed(width=512, batch=64, copies=16)
+    elif what == "memory":
+        measure_memory()
+    else:
+        raise SystemExit("usage: lr_testing.py [variance|speed|memory]")
