@@ -34,7 +34,9 @@ Every error is a one-line :class:`~suite.errors.UserError` raised before anythin
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -249,7 +251,7 @@ def _check_against_task_and_estimator(config: dict[str, Any]) -> None:
     config["estimator_options"] = resolved
     spec = get_task(config["task"])
     try:
-        spec.build_model(**config["model_options"])
+        _check_model_options(config["task"], json.dumps(config["model_options"], sort_keys=True, default=str))
     except TypeError as exc:
         raise UserError(f"task '{config['task']}' rejects model_options {config['model_options']}: "
                         f"{str(exc).splitlines()[0]}") from None
@@ -268,6 +270,14 @@ def _check_robustness(config: dict[str, Any], spec: Any) -> None:
     check = getattr(evaluate, "resolve_settings", None)
     if check is not None:
         check(spec.dataset, dict(config["robustness"]), config["seed"])
+
+
+@functools.lru_cache(maxsize=256)
+def _check_model_options(task: str, options_json: str) -> None:
+    """Build the model once per (task, model_options): bad options raise TaskError/TypeError."""
+    from tasks import get_task
+
+    get_task(task).build_model(**json.loads(options_json))
 
 
 def task_defaults(task: str, estimator: str) -> dict[str, Any]:
@@ -330,7 +340,7 @@ def _combinations(suite: Mapping[str, Any]) -> list[dict[str, Any]]:
     if grid:
         keys = list(grid)
         values = [v if isinstance(v, list) else [v] for v in grid.values()]
-        runs.extend(dict(zip(keys, combo)) for combo in itertools.product(*values))
+        runs.extend(dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values))
     listed = suite.get("runs") or []
     if not isinstance(listed, list):
         raise UserError("'runs' must be a list of mappings")

@@ -41,7 +41,6 @@ from .results import (
     checkpoint_path,
     is_done,
     log_dir,
-    read_record,
     run_id,
     write_record,
 )
@@ -242,8 +241,10 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
     A NaN/inf loss gives status ``diverged``; any other exception ``failed`` with its message (the full
     traceback goes to ``DIR/logs/<run_id>/error.txt``). KeyboardInterrupt/SystemExit write nothing.
     """
+    from .config import RUNTIME_KEYS
+
     out_dir = Path(out_dir)
-    config = dict(config)
+    config = {**RUNTIME_KEYS, **config}  # a record's config (no runtime keys) runs as well
     rid = run_id(config)
     rank = distributed.global_rank_from_env(config["devices"])
     is_zero = rank == 0  # DDP: every rank runs this; only rank 0 writes files and tracks
@@ -354,7 +355,7 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
     result = SuiteResult(out_dir=out_dir)
     ids = [run_id(c) for c in configs]
     bar = tqdm(total=len(configs), desc="suite", unit="run", position=0, disable=not progress, leave=True)
-    for i, (config, rid) in enumerate(zip(configs, ids), start=1):
+    for i, (config, rid) in enumerate(zip(configs, ids, strict=True), start=1):
         bar.set_description(f"run {i}/{len(configs)} {rid}")
         if is_done(out_dir, rid):
             result.skipped.append(rid)

@@ -131,3 +131,13 @@ def test_rules_set_values_for_matching_runs_only() -> None:
     assert by_pair[("digits-cnn", "bp")]["max_epochs"] == 1
     with pytest.raises(UserError, match="exactly the keys"):
         expand_suite({**SMALL, "rules": [{"match": {"task": "digits-cnn"}}]})
+
+
+def test_a_yaml_without_grid_or_runs_is_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text("task: digits-cnn\nestimator: xconv\nestimator_options: {probes: 4}\nmax_steps: 3\n"
+                    "accelerator: cpu\nseeds: [1, 2]\n")
+    configs = expand_suite(path)
+    assert [(c["task"], c["estimator"], c["seed"], c["max_steps"]) for c in configs] == [
+        ("digits-cnn", "xconv", 1, 3), ("digits-cnn", "xconv", 2, 3)]
+    assert configs[0]["estimator_options"]["probes"] == 4

@@ -84,8 +84,8 @@ def test_same_config_twice_gives_identical_metrics(tmp_path: Path) -> None:
                          "grad_quality_every": 5,
                          "estimator_options": {"copies": 16, "baseline": "clean", "injection": "layerwise"}}])
     first = run_one(config, tmp_path / "a")
-    second = run_one(config, tmp_path / "b")
-    assert first["status"] == second["status"] == "completed"
+    second = run_one(first["config"], tmp_path / "b")  # the stored config reproduces the run
+    assert first["status"] == second["status"] == "completed" and first["run_id"] == second["run_id"]
     assert without_wall_clock(first["metrics"]) == without_wall_clock(second["metrics"])
     gq = first["metrics"]["gradient_quality"]
     assert gq["every"] == 5 and [p["step"] for p in gq["points"]] == list(range(0, 20, 5))
@@ -206,3 +206,18 @@ def test_robustness_is_evaluated_when_configured(tmp_path: Path) -> None:
     assert all(robustness["clean"] >= acc for acc in robustness["fgsm"].values())
     transfer = result.records[1]["metrics"]["robustness"]["transfer_fgsm"]
     assert transfer and all(0.0 <= acc <= 1.0 for acc in transfer.values())
+
+
+@pytest.mark.slow
+def test_quick_suite_lr_estimators_beat_chance_on_every_family(tmp_path: Path) -> None:
+    """The built-in quick suite (minutes on 2 CPU cores): every run completes; ULR and ALR clear chance (0.1)."""
+    runs = expand_suite("quick", {"accelerator": "cpu", "progress": False})
+    result = run_suite(runs, tmp_path, progress=False)
+    assert result.ok and len(result.records) == 16
+    assert all(r["status"] == "completed" for r in result.records)
+    for r in result.records:
+        accuracy = r["metrics"]["test_accuracy_final"]
+        if r["config"]["estimator"] in ("ulr", "alr"):
+            assert accuracy > 0.15, r["run_id"]
+        else:
+            assert accuracy > 0.8, r["run_id"]

@@ -65,10 +65,10 @@ class GradientQuality:
             self._bp.estimate(model, loss_fn, inputs, targets)
             reference = flat_grad(params)
         finally:
-            for p, g in zip(params, kept):
+            for p, g in zip(params, kept, strict=True):
                 p.grad = g
             with torch.no_grad():
-                for b, saved in zip(model.buffers(), buffers):
+                for b, saved in zip(model.buffers(), buffers, strict=True):
                     b.copy_(saved)
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:

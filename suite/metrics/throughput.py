@@ -68,8 +68,8 @@ class StepClock:
 
     def elapsed(self) -> float:
         """Cumulative training seconds so far (instrumented steps imputed, see module docstring)."""
-        plain = [d for d, i in zip(self.durations, self.instrumented) if not i]
-        marked = [d for d, i in zip(self.durations, self.instrumented) if i]
+        plain = [d for d, i in zip(self.durations, self.instrumented, strict=True) if not i]
+        marked = [d for d, i in zip(self.durations, self.instrumented, strict=True) if i]
         if not marked:
             return float(sum(plain))
         mean = sum(plain) / len(plain) if plain else None
