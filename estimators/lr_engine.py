@@ -434,6 +434,8 @@ class _StepContext:
         are known and its stored inputs/noise are freed."""
         est, opts, hooks = self.est, self.est.opts, self.hooks
         assert hooks is not None
+        if not slots:
+            return
         active = {s.index for s in slots}
         total_rows = self.batch * copies
         layouts = chunk_layouts(self.batch, copies, opts["chunk"], est.min_copies_per_pass(),

@@ -365,3 +365,35 @@ def test_adaptive_sigma_follows_the_derivative_of_the_smoothed_loss(sign: float)
     sigmas = [est.estimate(model, lambda o, t: sign * (o * o).sum(1), x, y)[1]["sigma_block0"] for _ in range(6)]
     steps = [math.log(b / a) for a, b in zip(sigmas[:-1], sigmas[1:], strict=True)]
     assert all(0.02 < -sign * s <= 0.1 + 1e-12 for s in steps), steps
+
+
+def test_chunk_layouts_cover_every_copy_within_the_row_budget() -> None:
+    from estimators.lr_engine import chunk_layouts
+
+    for batch in (1, 3, 8):
+        for copies in (1, 2, 3, 4, 6, 10, 17):
+            for chunk in (0, 1, 2, 5, 8, 16, 40, 1000):
+                for min_copies, pair in ((1, 1), (2, 1), (2, 2), (4, 2)):
+                    if copies % pair or copies < min_copies:
+                        continue
+                    layouts = chunk_layouts(batch, copies, chunk, min_copies, pair)
+                    per_sample = {}
+                    for s0, s1, k in layouts:
+                        assert k % pair == 0 and k >= min_copies
+                        if chunk:       # over budget by less than one legal copy group per sample
+                            assert (s1 - s0) * k <= max(chunk, 1) + (s1 - s0) * (min_copies + pair - 1)
+                        for i in range(s0, s1):
+                            per_sample[i] = per_sample.get(i, 0) + k
+                    assert per_sample == dict.fromkeys(range(batch), copies)
+
+
+def test_global_injection_on_any_module_tree_and_frozen_models() -> None:
+    model = Residual(nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.LayerNorm(6))).double()
+    x, y = mlp_batch()
+    loss = lambda o, t: cross_entropy(o[:, :3], t)  # noqa: E731
+    expected = reference_global_lr(model, loss, x, y, copies=4, sigma=0.05, seed=2, baseline="clean")
+    got = lr_gradient(model, loss, x, y, copies=4, sigma=0.05, seed=2, baseline="clean")
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    frozen = mlp().requires_grad_(False)
+    value, logs = get_estimator("ulr", copies=4).estimate(frozen, cross_entropy, x, y)
+    assert logs["rows"] == 0 and torch.isclose(value, cross_entropy(frozen(x), y).mean())
