@@ -30,10 +30,11 @@ from .sketch import PROBE_DISTS, PROBE_MODES, SEED_BYTES, RowSketch, Sketch, con
 
 @dataclass
 class LayerRecord:
-    """What one selected layer saved for backward during the last ``estimate`` (summed over its calls).
+    """What one swapped layer saved for backward during the last ``estimate`` (summed over its calls).
 
-    ``stored_bytes``: bytes of activations the layer's autograd node saved (sketch + seed when sketched,
-    the input X when exact); ``exact_bytes``: what plain BP saves for the same calls (X).
+    ``kind``: conv | linear | relu. ``stored_bytes``: bytes of activations the layer's autograd node saved
+    (sketch + seed when sketched, the input X when exact, the packed mask for a relu); ``exact_bytes``:
+    what plain BP saves for the same calls (X, or the ReLU output).
     """
 
     name: str
@@ -135,6 +136,8 @@ def _sketched_forward(module: nn.Module, record: LayerRecord, sketch_for_call: A
     exact_forward = type(module).forward.__get__(module)
 
     def forward(x_in: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():  # nothing is saved for backward: plain forward
+            return exact_forward(x_in)
         call = record.calls
         record.calls += 1
         record.input_shapes.append(tuple(x_in.shape))
@@ -145,8 +148,8 @@ def _sketched_forward(module: nn.Module, record: LayerRecord, sketch_for_call: A
                 mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
                 x = F.pad(x_in, pre_pad, mode=mode)
         record.exact_bytes += x.nbytes
-        if record.exact or not torch.is_grad_enabled():
-            record.stored_bytes += x.nbytes if torch.is_grad_enabled() else 0
+        if record.exact:
+            record.stored_bytes += x.nbytes
             return exact_forward(x_in)
         sketch = sketch_for_call(call)
         if isinstance(module, nn.Conv2d):
@@ -161,9 +164,9 @@ def _masked_relu_forward(module: nn.Module, record: LayerRecord) -> Any:
     """The forward installed on an nn.ReLU: exact values, a 1-bit mask saved for backward."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        record.calls += 1
         if not torch.is_grad_enabled():
             return type(module).forward(module, x)
+        record.calls += 1
         record.exact_bytes += x.nbytes
         return MaskedReLU.apply(x, module.inplace, record)
 
