@@ -10,6 +10,9 @@ settings), what to draw, and the published numbers with their citation::
       quick: {note: ..., suite: {defaults: {...}, grid: {...}, seeds: [0]}}
       full:  {note: ..., suite: {defaults: {...}, product: [[...], [...]]}}
     draw: [{kind: table, ...}, {kind: lines, ...}, {kind: bars, ...}, {kind: section, name: robustness}]
+    # table: metric, row (label pattern[s]), col (numeric key), col_format, where, unit (MiB), digits
+    # lines: x, y (metric or list), hue (pattern[s]; default: the variant label without x), where,
+    #        logx (default true), logy, metric_names; bars: x, hue (patterns), metric, ylim
     published: {citation: ..., rows: [...], cols: [...], values: [[...]]}   # or null
     limits: what the quick budget / our runner cannot reproduce
     transfer_surrogate: {estimator: bp}    # optional: the runs whose model crafts transfer attacks
@@ -40,7 +43,7 @@ from . import plots, sections
 from .document import Figure, Note, Section, Table
 from .errors import ReportError
 from .load import Results, natural_key, variant_labels
-from .stats import mean_ci
+from .stats import mean_ci, sort_naturally
 
 SPECS_DIR = Path(__file__).resolve().parent / "paper"
 BUDGETS = ("quick", "full")
@@ -292,8 +295,9 @@ def _draw_table(spec: PaperSpec, item: dict[str, Any], results: Results, figures
         return [Note(f"{title}: no completed run matches this table yet.")]
     order = [str(r) for r in (spec.published or {}).get("rows", [])]
     ours["text"] = [_cell(m, h, n, digits) for m, h, n in zip(ours["mean"], ours["ci95"], ours["n"], strict=True)]
-    blocks: list = [Table(_pivot(ours, "text", order), f"Ours — {title} (mean ± 95% CI over seeds; "
-                                                        "'n=1' = one seed, no interval).")]
+    spread = ("one seed per cell, so no interval" if (ours["n"] <= 1).all()
+              else "mean ± 95% t-interval over seeds; a cell without ± has one seed")
+    blocks: list = [Table(_pivot(ours, "text", order), f"Ours — {title} ({spread}).")]
     if not published.empty:
         blocks.append(Table(_pivot(published.assign(text=published["value"].map(lambda v: f"{v:.{digits}f}")),
                                    "text", order), f"Published — {title}. Source: {spec.published['citation']}"))
@@ -339,6 +343,9 @@ def _draw_lines(spec: PaperSpec, item: dict[str, Any], results: Results, figures
     if runs.empty:
         return [Note(f"{item.get('title', stem)}: no completed run matches yet.")]
     runs = runs.assign(_x=runs.apply(lambda r: field_value(r, x), axis=1)).dropna(subset=["_x"])
+    if x == "peak_memory_bytes":
+        runs["_x"] = runs["_x"].astype(float) / _MIB
+        x = "peak memory (MiB)"
     hue = item.get("hue")
     labels = (runs.apply(lambda r: format_label(r, hue), axis=1) if hue
               else variant_labels(runs, exclude=[x.split(".")[-1]]))
@@ -351,13 +358,14 @@ def _draw_lines(spec: PaperSpec, item: dict[str, Any], results: Results, figures
     if long.empty:
         return [Note(f"{item.get('title', stem)}: the matching runs have no {', '.join(metrics)}.")]
     multi_task = long["task"].nunique() > 1
+    ylabel = item.get("ylabel", long["metric"].iloc[0] if len(metrics) == 1 else "")
     path = plots.line_figure(long, figures / f"{stem}.png", x="_x", y="value", hue="series",
                              col="task" if multi_task else ("metric" if len(metrics) > 1 else None),
                              row="metric" if multi_task and len(metrics) > 1 else None,
-                             logx=bool(item.get("logx", True)), sharey=False,
-                             xlabel=item.get("xlabel", x), ylabel=item.get("ylabel", ""))
+                             logx=bool(item.get("logx", True)), logy=bool(item.get("logy", False)), sharey=False,
+                             xlabel=item.get("xlabel", x), ylabel=ylabel)
     table = long.groupby(["task", "metric", "series", "_x"])["value"].agg(["mean", "count"]).reset_index()
-    table = table.rename(columns={"_x": x, "count": "seeds"})
+    table = sort_naturally(table, ["task", "metric", "series", "_x"]).rename(columns={"_x": x, "count": "seeds"})
     return [Figure(f"{figures.name}/{path.name}", item.get("title", stem)),
             Table(table, f"{item.get('title', stem)}: the numbers (mean over seeds).")]
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # non-interactive: reports are drawn on headless machines
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
 from .load import natural_key  # noqa: E402
 
@@ -21,13 +21,14 @@ _DPI = 110
 
 def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col: str | None = None,
                 row: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
-                logx: bool = False, per_seed: bool = False, sharey: bool = True, sharex: bool = False,
+                logx: bool = False, logy: bool = False, per_seed: bool = False, sharey: bool = True, sharex: bool = False,
                 drawstyle: str | None = None, markers: bool = True, integer_x: bool = False) -> Path:
     """Lines of ``y`` against ``x``, one colour per ``hue`` value, one panel per ``col`` (× ``row``).
 
     With several rows per (x, hue) the line is the mean and the band its 95% CI (seaborn bootstrap);
     ``per_seed=True`` draws one line per seed instead (for x values that differ between seeds, such as
-    wall time). ``integer_x`` puts ticks on whole numbers only (epochs).
+    wall time). ``integer_x`` puts ticks on whole numbers only (epochs); ``logy`` a log y axis (errors
+    that follow a power law, such as 1/√r).
     """
     kwargs: dict = {}
     if per_seed:
@@ -53,6 +54,11 @@ def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col
     elif integer_x:
         for ax in grid.axes.flat:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if logy:
+        grid.set(yscale="log")
+        for ax in grid.axes.flat:
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     grid.set_axis_labels(x if xlabel is None else xlabel, y if ylabel is None else ylabel)
     _titles(grid, col, row)
     return _save(grid.figure, path)
@@ -95,9 +101,10 @@ def _integer_log_ticks(grid: sns.FacetGrid, values: pd.Series) -> None:
     """Label a log axis at the data's own x values (copies, probes: 1, 4, 16, ...) when there are few."""
     ticks = sorted(v for v in pd.unique(values.dropna()) if v > 0)
     for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    if 0 < len(ticks) <= 10:
+    if 0 < len(ticks) <= 10 and all(float(t).is_integer() for t in ticks):
         for ax in grid.axes.flat:
             ax.set_xticks(ticks)
             ax.set_xticklabels([f"{t:g}" for t in ticks])

@@ -61,6 +61,10 @@ def accuracy_curves(results: Results, figures: Path) -> Section | None:
     if history.empty or "val_accuracy" not in history or history["val_accuracy"].notna().sum() == 0:
         return None
     data = history.dropna(subset=["val_accuracy"])
+    if data.groupby("run_id").size().max() < 2:
+        return Section("Accuracy during training", [Note(
+            "Every run was evaluated once (a single epoch), so there is no curve to draw; see the final "
+            "accuracy below.")])
     blocks: list = []
     if "epoch" in data and data["epoch"].notna().any():
         path = plots.line_figure(data, figures / "accuracy_vs_epoch.png", x="epoch", y="val_accuracy",

@@ -17,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -45,7 +46,7 @@ def find_or_install_chromium() -> str:
                     "apt-get update && apt-get install -y chromium)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600, env=env)
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=300, env=env)
         subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, capture_output=True, timeout=900,
                        env=env)
     except (subprocess.SubprocessError, OSError) as exc:
@@ -163,7 +164,8 @@ def start_chromium(binary: str, profile: Path) -> tuple[subprocess.Popen, int]:
         if not line and process.poll() is not None:
             raise RuntimeError(f"chromium exited with code {process.returncode} before DevTools started")
         match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-        if match:
+        if match:  # keep draining stderr so a chatty browser never blocks on a full pipe
+            threading.Thread(target=process.stderr.read, daemon=True).start()
             return process, int(match.group(1))
     process.kill()
     raise TimeoutError("chromium did not print its DevTools address within 60 s")
