@@ -64,6 +64,29 @@ def test_tiny_sizes_cover_every_family_and_builder() -> None:
     assert builders == {s.model_factory for s in list_tasks()}
 
 
+def two_steps(model: torch.nn.Module, loss_fn: Any, est: Any, x: torch.Tensor, y: torch.Tensor) -> str | None:
+    """Two Adam steps; asserts finite gradients on every parameter and that every parameter moved.
+    Returns the EstimatorError message when the estimator refuses the model (asserted to be one line
+    naming a module of the model), else None."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(2):
+        try:
+            loss, logs = est.estimate(model, loss_fn, x, y)
+        except EstimatorError as err:  # allowed only as a clear refusal naming the module
+            msg = str(err)
+            assert "\n" not in msg and any(f"'{name}'" in msg for name, _ in model.named_modules() if name), msg
+            return msg
+        assert math.isfinite(float(loss)) and logs["forward_passes"] > 0
+        for name, p in model.named_parameters():
+            assert p.grad is not None, f"{name} has no gradient"
+            assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+        opt.step()
+    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)]
+    assert all(changed), [n for (n, _), c in zip(model.named_parameters(), changed, strict=True) if not c]
+    return None
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("task", sorted(TINY))
 def test_two_steps_change_parameters_with_finite_gradients(task: str, config: str) -> None:
@@ -72,23 +95,30 @@ def test_two_steps_change_parameters_with_finite_gradients(task: str, config: st
     torch.manual_seed(0)
     model = spec.build_model(**TINY[task])
     est = get_estimator(estimator, seed=0, **{**small_options(estimator), **extra})
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = [p.detach().clone() for p in model.parameters()]
-    x, y = tiny_batch(task)
-    for _ in range(2):
-        try:
-            loss, logs = est.estimate(model, spec.loss_fn, x, y)
-        except EstimatorError as err:  # allowed only as a clear refusal naming the module
-            msg = str(err)
-            assert "\n" not in msg and any(name and name in msg for name, _ in model.named_modules()), msg
-            pytest.skip(f"{estimator} refuses {task}: {msg}")
-        assert math.isfinite(float(loss)) and logs["forward_passes"] > 0
-        for name, p in model.named_parameters():
-            assert p.grad is not None, f"{name} has no gradient"
-            assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
-        opt.step()
-    changed = [not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters(), strict=True)]
-    assert all(changed), [n for (n, _), c in zip(model.named_parameters(), changed, strict=True) if not c]
+    refusal = two_steps(model, spec.loss_fn, est, *tiny_batch(task))
+    assert refusal is None, f"{estimator} refuses {task}, built only from supported modules: {refusal}"
+
+
+class Scale(torch.nn.Module):
+    """A parametric module no estimator has a rule for (x ⊙ w with a bare parameter)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_unknown_module_trains_or_is_refused_with_a_line_naming_it(estimator: str) -> None:
+    spec = get_task("digits-mlp")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*spec.build_model(widths=(8,)), Scale(10))
+    est = get_estimator(estimator, seed=0, **small_options(estimator))
+    refusal = two_steps(model, spec.loss_fn, est, *tiny_batch("digits-mlp"))
+    if estimator in ("ulr", "alr"):     # per-module LR rules: Scale has none
+        assert refusal is not None and "module '3' of type Scale" in refusal and "'weight'" in refusal
 
 
 def test_estimator_defaults_are_valid_options_with_one_entry_per_block() -> None:
