@@ -188,7 +188,7 @@ class TaskSpec:
             "dataset": self.dataset,
             "description": self.description,
             "variant_of": self.variant_of,
-            "parameters": self.num_parameters(),
+            "num_parameters": self.num_parameters(),
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "model_options": plain(self.model_options),
