@@ -250,6 +250,11 @@ def _check_against_task_and_estimator(config: dict[str, Any]) -> None:
         resolved.pop("seed", None)
     config["estimator_options"] = resolved
     spec = get_task(config["task"])
+    # store every model option explicitly (task defaults filled), so that a change of a task's default
+    # model changes the run id instead of silently reusing results of the old model
+    resolve = getattr(spec, "resolve_model_options", None)
+    if resolve is not None:
+        config["model_options"] = _plain(resolve(**config["model_options"]))
     try:
         _check_model_options(config["task"], json.dumps(config["model_options"], sort_keys=True, default=str))
     except TypeError as exc:
@@ -270,6 +275,15 @@ def _check_robustness(config: dict[str, Any], spec: Any) -> None:
     check = getattr(evaluate, "resolve_settings", None)
     if check is not None:
         check(spec.dataset, dict(config["robustness"]), config["seed"])
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (the JSON form, so a stored config equals a re-resolved one)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @functools.lru_cache(maxsize=256)
