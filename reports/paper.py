@@ -213,8 +213,9 @@ def draw_paper(spec: PaperSpec, results: Results, figures: Path, budget: str | N
         drawer = {"table": _draw_table, "lines": _draw_lines, "bars": _draw_bars, "section": _draw_section}[item["kind"]]
         blocks.extend(drawer(spec, item, results, figures, f"paper_{spec.name}_{index}"))
     if spec.published is None:
-        blocks.append(Note("Published numbers: none drawn — the source gives this result as a figure without "
-                           "numbers we could transcribe, so only our measurements are shown."))
+        blocks.append(Note("Published numbers: none drawn — our transcription of the paper "
+                           "(docs/ESTIMATORS.md) gives no numbers for this result, so only our measurements "
+                           "are shown."))
     if spec.limits:
         blocks.append(Note(f"Limits: {spec.limits}"))
     return Section(f"Paper: {spec.title}", blocks)

@@ -85,10 +85,11 @@ def heatmap_figure(matrices: dict[str, pd.DataFrame], path: Path, *, xlabel: str
 
 def grouped_bar_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, xlabel: str,
                        ylabel: str, ylim: tuple[float, float] | None = None) -> Path:
-    """Bars of ``y`` per ``x`` category, one colour per ``hue`` (e.g. ours vs published)."""
+    """Bars of ``y`` per ``x`` category, one colour per ``hue``; the mean over rows (seeds) with a 95% CI."""
     width = max(5.0, 0.9 * data[x].nunique() * max(1, data[hue].nunique()) + 2)
     fig, ax = plt.subplots(figsize=(min(width, 16), 3.8))
-    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), capsize=0.1,
+                order=sorted(data[x].unique(), key=natural_key), hue_order=sorted(data[hue].unique(), key=natural_key))
     if ylim:
         ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
