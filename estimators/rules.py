@@ -189,12 +189,12 @@ def affine_norm_rule(module: nn.Module, input: torch.Tensor, grad_output: torch.
 # --------------------------------------------------------------------------- embeddings and free parameters
 @register_rule(nn.Embedding)
 def embedding_rule(module: nn.Embedding, input: torch.Tensor, grad_output: torch.Tensor) -> dict[str, torch.Tensor]:
-    """v = W[idx]:  ĝ_W[j] = Σ_{positions with idx = j} g  (index_add); the padding_idx row gets 0;
+    """v = W[idx]:  ĝ_W[j] = Σ_{positions with idx = j} g  (scatter-add); the padding_idx row gets 0;
     with ``scale_grad_by_freq`` each row is divided by its count in this call (as autograd does)."""
     idx = input.reshape(-1)
     g2 = grad_output.reshape(idx.numel(), -1)
     grad = torch.zeros(module.num_embeddings, g2.shape[1], dtype=g2.dtype, device=g2.device)
-    grad.index_add_(0, idx, g2)
+    grad.index_put_((idx,), g2, accumulate=True)       # deterministic on CUDA too (index_add_ is not)
     if module.scale_grad_by_freq:
         counts = torch.bincount(idx, minlength=module.num_embeddings).clamp_min(1)
         grad /= counts.unsqueeze(1).to(grad.dtype)
