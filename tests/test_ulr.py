@@ -397,3 +397,14 @@ def test_global_injection_on_any_module_tree_and_frozen_models() -> None:
     frozen = mlp().requires_grad_(False)
     value, logs = get_estimator("ulr", copies=4).estimate(frozen, cross_entropy, x, y)
     assert logs["rows"] == 0 and torch.isclose(value, cross_entropy(frozen(x), y).mean())
+
+
+@pytest.mark.parametrize("name", ["ulr", "alr"])
+@pytest.mark.parametrize("kind", ["rnn", "cnn-bn", "transformer", "conv1d"])
+def test_relative_error_falls_like_one_over_sqrt_k_on_every_model_kind(kind: str, name: str) -> None:
+    model, x, y = make_model(kind)
+    model.eval()
+    opts = {"sigma": SIGMA, "baseline": "clean", "injection": "layerwise", "prefix_sharing": True}
+    small = _rms_relative_error(model, x, y, 250, range(3), name, **opts)
+    large = _rms_relative_error(model, x, y, 4000, range(3), name, **opts)
+    assert small / large >= 3.0, (small, large)
