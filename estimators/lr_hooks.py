@@ -139,7 +139,8 @@ class NoisyPass:
 
 
 class PerturbationHooks:
-    """Installs one forward hook per slot; ``run_pass`` context-manages a noisy pass."""
+    """Context manager installing one forward hook per slot (removed on exit). Between ``begin(pass)``
+    and ``end()`` the hooks of the pass's active slots perturb and record; otherwise they do nothing."""
 
     def __init__(self, slots: list[ModuleSlot], codec: NoiseCodec, seed: int, track_sigma_stat: bool) -> None:
         self.slots = slots
