@@ -10,10 +10,19 @@ gets ONE rule call (a local VJP, ``estimators.rules``) with
 summed over calls (repeated calls, chunks). No chain rule crosses modules; no autograd graph is
 built. What must the model look like?
 
-* global injection: any module tree; every module owning trainable parameters needs a rule.
-* layer-wise injection / prefix sharing: the model is an ``nn.Sequential`` whose children are the
-  blocks, each block maps the previous block's output to the next block's input, and every module
-  is batch-first (its output's first dim is the rows). A module may belong to one block only.
+* global injection: any module tree; every module owning trainable parameters needs a rule and is
+  batch-first (its output's first dim is the rows).
+* layer-wise injection / prefix sharing: in addition, the model is an ``nn.Sequential`` whose children
+  are the blocks, each block maps the previous block's output to the next block's input, and a module
+  belongs to one block only.
+* BatchNorm in training mode normalises with the statistics of the rows in flight (the noisy copies of
+  the pass or chunk), as it would in any forward; rows are otherwise independent.
+
+Cost: one vectorised noise draw and one rule call per module call; a module fed the replicated
+input itself (the first module of a block under prefix sharing, the first layer under global
+injection) gets its gradient at B rows, from the cotangent summed over the copies, and its stored
+input is the un-replicated prefix. Stored inputs and noise are freed as soon as their chunk's
+gradients are computed, so ``chunk`` bounds memory independently of K.
 
 Options (see ``LR_OPTIONS``) — copies/sigma (per block lists have one entry per block owning trainable
 parameters), injection, prefix_sharing, antithetic, qmc, baseline (none | clean | loo), adaptive_sigma,
