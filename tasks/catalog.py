@@ -145,5 +145,5 @@ task("cifar100-resnet9", "cnn", "cifar100", build_resnet9,
 task("shakespeare-rnn", "rnn", "shakespeare", build_char_rnn,
      {"cell": "lstm", "embedding": 32, "hidden": 128, "layers": 1, "activation": "tanh"},
      "character-level LSTM(128) language model on tiny-shakespeare, 64-character windows "
-     "(accuracy per character)", target=0.50, epochs=5, batch_size=64, lr=2e-3,
+     "(accuracy per character)", target=0.50, epochs=5, batch_size=64, lr=1e-2,
      data_options={"seq_len": 64})
