@@ -354,6 +354,7 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
     _check_init_sources(configs, out_dir)
     result = SuiteResult(out_dir=out_dir)
     ids = [run_id(c) for c in configs]
+    progress = progress and distributed.global_rank_from_env(configs[0]["devices"] if configs else 1) == 0  # DDP
     bar = tqdm(total=len(configs), desc="suite", unit="run", position=0, disable=not progress, leave=True)
     for i, (config, rid) in enumerate(zip(configs, ids, strict=True), start=1):
         bar.set_description(f"run {i}/{len(configs)} {rid}")

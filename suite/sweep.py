@@ -393,7 +393,14 @@ def run_trial(sweep: Sweep, out_dir: Path | str, overrides: Mapping[str, Any] | 
     from .runner import run_one
 
     own = wandb.run is None
-    run = wandb.run or wandb.init(settings=wandb.Settings(init_timeout=tracking.init_timeout(), console="off"))
+    if own:  # started by `wandb agent` (the file's command): the agent's env names the sweep and the run
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        mode = os.environ.get("WANDB_MODE", "").lower()  # the agent's (online unless the env says otherwise)
+        mode = mode if mode in ("online", "offline", "disabled") else "online"
+        run = wandb.init(dir=str(out_dir), mode=mode,
+                         settings=wandb.Settings(init_timeout=tracking.init_timeout(), console="off"))
+    else:
+        run = wandb.run
     try:
         point = {**point_from_config(dict(run.config)), **parse_assignments(args, "trial argument")}
         configs = trial_configs([point], {**dict(overrides or {}), "wandb": True}, sweep.source)

@@ -1,6 +1,6 @@
 """Optional Weights & Biases tracking of runs: never required, offline by default, never hangs a run.
 
-Turning it on: ``lrbench run ... --wandb [offline|online]`` or the config key ``wandb``::
+Turning it on: ``lrbench run ... --wandb`` (= ``wandb=true``) or the config key ``wandb``::
 
     wandb: true                 # offline (or $WANDB_MODE when that is 'online')
     wandb: online               # online: needs an API key (WANDB_API_KEY or `wandb login`)

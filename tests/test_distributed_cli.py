@@ -15,17 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from suite import tracking
 from suite.results import checkpoint_path
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = ["max_steps=12", "max_epochs=1", "accelerator=cpu", "grad_quality_every=4"]
 
 
-def _lrbench(out: Path, *args: str) -> list[dict]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+def _lrbench(out: Path, *args: str, wandb_mode: str = "disabled") -> list[dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": wandb_mode}
     proc = subprocess.run([sys.executable, "-m", "suite", "run", "quick", "--out", str(out), "--no-progress",
                            *args, *BUDGET], cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("lrbench run: 1 runs") == 1  # one summary line, from rank 0
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
 
 
@@ -33,7 +35,7 @@ def _lrbench(out: Path, *args: str) -> list[dict]:
 @pytest.mark.ddp
 def test_ulr_on_two_cpu_processes(tmp_path: Path) -> None:
     [record] = _lrbench(tmp_path, "--only", "task=digits-mlp", "--only", "estimator=ulr",
-                        "--devices", "2", "--strategy", "ddp")
+                        "--devices", "2", "--strategy", "ddp", "--wandb", wandb_mode="offline")
     assert record["status"] == "completed", record["message"]
     assert record["hardware"]["world_size"] == 2 and record["hardware"]["replicas_identical"] is True
     m = record["metrics"]
@@ -41,6 +43,10 @@ def test_ulr_on_two_cpu_processes(tmp_path: Path) -> None:
     assert m["throughput"]["samples_per_second"] > 0 and m["val_accuracy_final"] > 0.3  # chance is 0.1
     # gradient quality compares the synced estimate with BP on the same global batch
     assert 0.05 < m["gradient_quality"]["mean_cosine"] <= 1.0
+    # only rank 0 tracks: one wandb run, with the job's numbers in its summary
+    [run_dir] = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    summary = tracking.read_offline_run(run_dir)["summary"]
+    assert summary["world_size"] == 2 and summary["val_accuracy_final"] == pytest.approx(m["val_accuracy_final"])
 
 
 @pytest.mark.slow

@@ -213,3 +213,47 @@ def test_online_creates_the_sweep_and_runs_agent_trials(monkeypatch: pytest.Monk
         record = next(r for r in records if r["config"]["estimator_options"]["copies"] == copies)
         assert summary["val_accuracy_best"] == pytest.approx(record["metrics"]["val_accuracy_best"])  # the metric
         assert summary["run_id"] == record["run_id"]
+
+
+TINY_SWEEP = textwrap.dedent("""\
+    name: tiny
+    method: grid
+    metric: {name: val_accuracy_best, goal: maximize}
+    parameters:
+      task: {value: digits-mlp}
+      estimator: {value: ulr}
+      estimator_options:
+        parameters:
+          copies: {values: [2, 4]}
+    """)
+
+
+def test_offline_sweep_with_wandb_tracks_every_trial(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from suite import tracking
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)
+    out = tmp_path / "results"
+    assert main(["sweep", str(tmp_path / "tiny.yaml"), "--offline", "--wandb", "--out", str(out), "--no-progress",
+                 *TINY]) == 0
+    records = {r["run_id"]: r for r in _records(out)}
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(records) == 2 and len(runs) == 2
+    for run_dir in runs:
+        summary = tracking.read_offline_run(run_dir)["summary"]
+        assert summary["val_accuracy_best"] == pytest.approx(records[summary["run_id"]]["metrics"]["val_accuracy_best"])
+
+
+def test_trial_mode_runs_one_point_from_the_agent_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What `wandb agent` runs through the file's command: lrbench sweep FILE --trial key=value ..."""
+    from suite import tracking
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's run, here without a server
+    (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)
+    out = tmp_path / "results"
+    assert main(["sweep", str(tmp_path / "tiny.yaml"), "--trial", "--out", str(out), "task=digits-mlp",
+                 "estimator=ulr", "estimator_options={'copies': 4}", *TINY]) == 0
+    [record] = _records(out)
+    assert record["config"]["estimator_options"]["copies"] == 4 and record["config"]["max_steps"] == 2
+    [run_dir] = sorted((out / "wandb").glob("offline-run-*"))
+    assert tracking.read_offline_run(run_dir)["summary"]["run_id"] == record["run_id"]

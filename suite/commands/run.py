@@ -34,8 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="processes (CPU) or GPUs per node; N > 1 trains data-parallel (same as devices=N)")
     p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp (same as strategy=...); "
                    "multi-node: docs/SCALE_OUT.md")
-    p.add_argument("--wandb", nargs="?", const=True, default=None, choices=("offline", "online"),
-                   help="also log to Weights & Biases, offline unless 'online' (WANDB_MODE=disabled turns it off)")
+    p.add_argument("--wandb", action="store_const", const=True, default=None,
+                   help="also log to Weights & Biases: offline unless WANDB_MODE=online or wandb=online "
+                        "(WANDB_MODE=disabled turns it off)")
     p.set_defaults(handler=run, accepts_extra=True)
 
 
@@ -75,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     progress = all(c["progress"] for c in configs)
     result = run_suite(configs, out_dir, progress=progress)
     done = len(result.records) - len(result.failures)
+    from ..distributed import global_rank_from_env
+
+    if global_rank_from_env(configs[0]["devices"]) != 0:  # DDP: the other ranks ran the same suite silently
+        return result.exit_code
     print(f"lrbench run: {len(configs)} runs: {done} run now, {len(result.skipped)} already done, "
           f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
     for record in result.failures:

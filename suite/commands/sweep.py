@@ -31,8 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help=f"results folder (default: ./{DEFAULT_OUT}/<sweep name>)")
     p.add_argument("--seed", type=int, default=0, help="offline random sweeps: seed of the draws (default 0)")
     p.add_argument("--list", action="store_true", help="print the offline trials' run ids and exit")
-    p.add_argument("--wandb", nargs="?", const=True, default=None, choices=("offline", "online"),
-                   help="offline sweeps: also track every trial in wandb (grouped by sweep name)")
+    p.add_argument("--wandb", action="store_true",
+                   help="offline sweeps: also track every trial in wandb, offline (grouped by sweep name)")
     p.add_argument("--count", type=int, default=None, help="online: number of trials this agent runs")
     p.add_argument("--sweep-id", default=None, help="online: join this existing sweep instead of creating one")
     p.add_argument("--project", default=None, help="online: wandb project (default: file's, $WANDB_PROJECT, lrbench)")
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         sweeps.run_online(spec, out_dir, overrides, count=args.count, sweep_id=args.sweep_id,
                           project=args.project, entity=args.entity)
         return 0
-    if args.wandb is not None:
-        overrides["wandb"] = {"mode": "offline" if args.wandb is True else args.wandb, "group": spec.name}
+    if args.wandb:
+        overrides["wandb"] = {"mode": "offline", "group": spec.name}
     configs = sweeps.offline_configs(spec, overrides, args.seed)
     if args.list:
         for config in configs:
