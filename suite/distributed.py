@@ -245,6 +245,24 @@ def apply_rank_seed(estimator: Any, rank: int | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- ranks, batches, launch
+SUPPORTED_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
+
+
+def check_strategy(strategy: str, devices: int) -> None:
+    """One-line UserError for a multi-device strategy lrbench cannot train correctly with.
+
+    Supported with ``devices > 1``: Lightning's script-launched DDP (``ddp``, or ``auto``, which picks it).
+    Spawn/fork variants train in child processes whose module never returns its metrics to the process
+    that writes the record; FSDP/DeepSpeed shard the parameters, which the .grad all-reduce does not know.
+    """
+    if devices > 1 and str(strategy).lower() not in SUPPORTED_STRATEGIES:
+        from .errors import UserError
+
+        raise UserError(f"strategy '{strategy}' is not supported with devices={devices}; use one of "
+                        f"{', '.join(SUPPORTED_STRATEGIES)} (docs/SCALE_OUT.md)")
+
+
+
 def global_rank_from_env(devices_per_node: int = 1) -> int:
     """This process's global rank as the launchers announce it, before any process group exists.
 

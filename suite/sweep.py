@@ -329,7 +329,9 @@ def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, A
     A point's ``seed`` becomes the run seed; ``overrides`` (command-line ``key=value``, e.g. a tiny
     budget) apply to every trial after the point's values.
     """
+    from . import tracking
     from .config import expand_suite
+    from .distributed import check_strategy
     from .results import run_id
 
     configs: list[dict[str, Any]] = []
@@ -343,6 +345,8 @@ def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, A
         except user_error_types() as exc:  # bad value, unknown option/task: name the sweep file
             raise _fail(source, str(exc).strip().splitlines()[0]) from None
         for config in expanded:
+            check_strategy(config["strategy"], config["devices"])
+            tracking.resolve_wandb(config["wandb"])
             rid = run_id(config)
             if rid not in seen:
                 seen.add(rid)

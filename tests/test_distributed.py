@@ -263,3 +263,22 @@ def test_missing_grad_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
         with_grad = nn.Parameter(torch.zeros(2))
         with_grad.grad = torch.zeros(2)
         D.all_reduce_gradients([with_grad, nn.Parameter(torch.zeros(3))])
+
+
+def test_unsupported_multi_device_strategies_are_rejected() -> None:
+    D.check_strategy("ddp", 2)
+    D.check_strategy("auto", 4)
+    D.check_strategy("ddp_spawn", 1)  # one device: any strategy Lightning accepts
+    with pytest.raises(Exception, match=r"strategy 'ddp_spawn' is not supported with devices=2; use one of auto, ddp"):
+        D.check_strategy("ddp_spawn", 2)
+    with pytest.raises(Exception, match="strategy 'fsdp' is not supported"):
+        D.check_strategy("fsdp", 8)
+
+
+def test_cli_rejects_spawn_strategy_before_running(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    from suite.cli import main
+
+    code = main(["run", "quick", "--only", "task=digits-mlp", "--only", "estimator=ulr", "--devices", "2",
+                 "--strategy", "ddp_spawn", "--out", str(tmp_path / "out")])
+    assert code == 2 and "strategy 'ddp_spawn' is not supported with devices=2" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
