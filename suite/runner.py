@@ -118,6 +118,7 @@ def _quiet_lightning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated.*", category=FutureWarning)
         try:
             yield
         finally:

@@ -141,3 +141,10 @@ def test_a_yaml_without_grid_or_runs_is_one_run(tmp_path: Path) -> None:
     assert [(c["task"], c["estimator"], c["seed"], c["max_steps"]) for c in configs] == [
         ("digits-cnn", "xconv", 1, 3), ("digits-cnn", "xconv", 2, 3)]
     assert configs[0]["estimator_options"]["probes"] == 4
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent
+                                                         / "suite" / "suites").glob("*.yaml")))
+def test_every_builtin_suite_expands(name: str) -> None:
+    configs = expand_suite(name, ["accelerator=cpu"])
+    assert configs and len({run_id(c) for c in configs}) == len(configs)

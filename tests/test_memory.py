@@ -74,3 +74,16 @@ def test_cuda_allocator_peak_agrees_with_live_tensor_bytes() -> None:
     assert abs(result["max"] - expected) / expected < 0.02
     assert abs(result["cuda_allocator_peak"] - result["max"]) / result["max"] < 0.05
     del c, unrelated
+
+
+def test_forward_mode_ad_is_measured() -> None:
+    """A jvp through Linear(100->50): primal + tangent outputs are live storages; wrappers are skipped."""
+    from torch.func import jvp
+
+    lin = torch.nn.Linear(100, 50)
+    x, v = torch.randn(64, 100), torch.randn(64, 100)
+    with PeakMemory(list(lin.parameters()) + [x, v]) as mem:
+        out, tangent = jvp(lin, (x,), (v,))
+    existing = (100 * 50 + 50 + 2 * 64 * 100) * F32
+    assert mem.result()["max"] >= existing + 2 * 64 * 50 * F32
+    del out, tangent

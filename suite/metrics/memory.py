@@ -42,8 +42,13 @@ DEFINITION = "live_tensor_bytes"
 
 
 def _storage_key(t: torch.Tensor) -> tuple[str, int] | None:
-    storage = t.untyped_storage()
-    ptr = storage.data_ptr()
+    """(device, data pointer) of ``t``'s storage; None for tensors without real memory (empty, or a
+    wrapper such as a forward-mode AD / functorch tensor, whose underlying tensor is seen on its own)."""
+    try:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
     if ptr == 0 or storage.nbytes() == 0:
         return None
     return (str(storage.device), ptr)
