@@ -8,6 +8,7 @@ and the seeds' default settings for each estimator.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -98,6 +99,11 @@ class TaskSpec:
     data_options: dict[str, Any] = field(default_factory=dict)
     variant_of: str | None = None
     metric_name: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        # Each spec owns its option dicts (catalog entries share literals; callers may mutate copies).
+        for name in ("model_options", "budget", "optimizer_options", "estimator_defaults", "data_options"):
+            object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))
 
     # ------------------------------------------------------------ data
     @property
