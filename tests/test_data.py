@@ -224,3 +224,16 @@ def test_shakespeare_custom_path_and_errors(tmp_path: Path) -> None:
         load_dataset("shakespeare", data_dir=tmp_path, path=str(text), seq_len=4)
     with pytest.raises(TaskError, match="dataset 'shakespeare' takes no option 'window'"):
         load_dataset("shakespeare", data_dir=tmp_path, window=3)
+
+
+def test_unreadable_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixture_cls, arrays = write_cifar_fixture(tmp_path, "cifar10", seed=4)
+    monkeypatch.setitem(images.TORCHVISION_CLASSES, "cifar10", fixture_cls)
+    cache = tmp_path / "lrbench-cache" / "cifar10.pt"
+    cache.parent.mkdir()
+    cache.write_bytes(b"not a torch file")
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert torch.equal(data.test[1], torch.from_numpy(arrays["test_y"]))
+    assert cache.stat().st_size > 1000                        # rewritten with the decoded tensors
+    small = data.subset(train=7, test=3)
+    assert len(small.train[0]) == 7 and len(small.test[0]) == 3 and len(small.val[0]) == len(data.val[0])
