@@ -146,7 +146,7 @@ def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series
 
     ``exclude`` names config keys (display names, e.g. ``copies``) left out of the label because a figure
     shows them on an axis. Boolean switches print as their name when on and are omitted when off;
-    ``none``/null values are omitted.
+    ``none``/null values are omitted; a run with every varying switch off is ``<estimator> (plain)``.
     """
     exclude = set(exclude) | {"task", "estimator"}
     labels = pd.Series(index=runs.index, dtype=object)
@@ -156,7 +156,10 @@ def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series
         for idx, row in group.iterrows():
             parts = [_format_setting(_display_key(c), row[c]) for c in varying]
             parts = [p for p in parts if p]
-            labels[idx] = f"{estimator} ({', '.join(parts)})" if parts else str(estimator)
+            if parts:
+                labels[idx] = f"{estimator} ({', '.join(parts)})"
+            else:  # every varying switch off: say so rather than print the bare name
+                labels[idx] = f"{estimator} (plain)" if varying else str(estimator)
     return labels
 
 

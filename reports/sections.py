@@ -196,8 +196,9 @@ def robustness(results: Results, figures: Path) -> Section | None:
     attacks = rob[rob["family"].isin(["white-box", "transfer"])]
     if not attacks.empty:
         clean = rob[rob["family"] == "clean"]
-        curves = [attacks] + [clean.assign(kind=kind, family=family)
-                              for kind, family in attacks[["kind", "family"]].drop_duplicates().itertuples(index=False)]
+        curves = [attacks]
+        for (kind, family), group in attacks.groupby(["kind", "family"]):  # ε = 0: the clean accuracy
+            curves.append(clean[clean["run_id"].isin(group["run_id"])].assign(kind=kind, family=family))
         data = pd.concat(curves, ignore_index=True)
         data["attack"] = data["kind"] + " (" + data["family"] + ")"
         path = plots.line_figure(data, figures / "robustness_attacks.png", x="level", y="accuracy", hue="label",
