@@ -6,6 +6,20 @@
     data = spec.load_data(data_dir=None, device="cpu", seed=0)
     for x, y in data.batches("train", spec.batch_size, seed=0, epoch=0):
         losses = spec.loss_fn(model(x), y)          # (N,)
+    accuracy = spec.correct(model(x_test), y_test) / y_test.numel()
+
+Layout (one job per module):
+
+    errors.py          TaskError (one-line messages)
+    data.py            TaskData, data root (--data-dir > $LRBENCH_DATA > ~/.cache/lrbench/data), batching
+    augment.py         tensor augmentations (random crop + flip for CIFAR), seeded
+    datasets/          registry + loaders: digits (sklearn), images (torchvision MNIST/FMNIST/CIFAR with
+                       md5 checks, decoded-tensor cache), shakespeare (char LM windows)
+    models/            layers (Normalize, Residual, factories), mlp, cnn (digits CNN, XConv nets, VGG-8,
+                       ResNet-5/9/18), rnn (Elman/GRU/LSTM from Linear, unrolled), vit
+    spec.py            TaskSpec (loss, metric, target, budget, optimizer, estimator defaults, to_json)
+    catalog.py         the named tasks and their variants
+    testing.py         test helpers: copy real dataset files, CIFAR pickle fixtures
 """
 
 from .catalog import TASKS, get_task, list_tasks
