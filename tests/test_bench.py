@@ -17,7 +17,7 @@ from suite.bench.floor import ForwardPlan, lr_plan, run_plan
 from suite.bench.models import make_net, parametric_blocks, per_row_cross_entropy
 from suite.bench.noise_bits import count_noise_elements
 from suite.bench.runner import TARGETS, check_targets
-from suite.bench.timing import Timings, interleaved
+from suite.bench.timing import Timings, back_to_back, interleaved
 from suite.cli import main
 
 _load_builtin_estimators()
@@ -41,6 +41,14 @@ def test_interleaved_runs_every_callable_once_per_round() -> None:
     t = interleaved({"x": lambda: calls.append("x"), "y": lambda: calls.append("y")}, rounds=3, warmup=1)
     assert calls == ["x", "y", "x", "y", "y", "x", "x", "y"]   # warm-up, then rotating order
     assert all(len(v) == 3 and min(v) >= 0 for v in t.times.values())
+
+
+def test_back_to_back_pairs_alternate_their_order() -> None:
+    calls: list[str] = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    ratios, times = back_to_back(fns, {"a/b": ("a", "b"), "c/a": ("c", "a")}, rounds=2, warmup=0)
+    assert calls == ["a", "b", "c", "a", "a", "c", "b", "a"]   # round 1 rotated and b-first
+    assert set(ratios) == {"a/b", "c/a"} and len(times.times["a"]) == 4
 
 
 def test_forward_plans_count_the_rows_and_blocks_each_injection_runs() -> None:

@@ -24,17 +24,18 @@ class BenchConfig:
     ``copies`` K per block. mem_*: the depth sweep of ``lr_mem_over_bp``, ``mem_copies`` per block and
     ``chunk`` = B / ``mem_chunk_divisor`` noisy rows in flight. xconv_*: ResNet-18 of
     ``xconv_net_mem_saving``. harness_*: ``harness_overhead`` (the speed MLP, ``harness_steps`` steps).
+    malloc_tuning: on CPU, ``allocator.tune_glibc_malloc`` before measuring.
     """
 
     quick: bool = False
     device: str = "cpu"
     threads: int = 1
     seed: int = 0
-    rounds: int = 9
+    rounds: int = 15
     sigma: float = 0.01
     speed_depth: int = 6
     speed_mlp: NetSize = NetSize(width=256, batch=32, image=16)
-    speed_cnn: NetSize = NetSize(width=16, batch=16, image=16)
+    speed_cnn: NetSize = NetSize(width=16, batch=8, image=16)
     copies: int = 32
     mem_depths: tuple[int, ...] = (2, 4, 8, 16)
     mem_mlp: NetSize = NetSize(width=128, batch=512, image=8)
@@ -46,13 +47,14 @@ class BenchConfig:
     xconv_probes: int = 16
     harness_steps: int = 30
     harness_rounds: int = 3
+    malloc_tuning: bool = True
     skip: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def quick_config(cls, **overrides: Any) -> BenchConfig:
         """Sizes for ``--quick``: ≲ 2 minutes on 2 CPU cores; same measurements, smaller nets."""
         base: dict[str, Any] = dict(
-            quick=True, rounds=3, speed_mlp=NetSize(128, 16, 8), speed_cnn=NetSize(8, 8, 8), copies=16,
+            quick=True, rounds=5, speed_mlp=NetSize(128, 16, 8), speed_cnn=NetSize(8, 8, 8), copies=16,
             mem_mlp=NetSize(64, 256, 4), mem_cnn=NetSize(8, 32, 8), mem_copies=4, xconv_batch=2,
             xconv_image=96, harness_steps=12, harness_rounds=2)
         base.update(overrides)

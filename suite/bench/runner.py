@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .allocator import tune_glibc_malloc
 from .config import BenchConfig
 from .harness import measure_harness
 from .lr_memory import headline as lr_memory_headline
@@ -115,6 +116,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     torch.set_num_threads(cfg.threads)
     missing: set[str] = set()
     clock = clock_for(cfg.device)[0]
+    allocator = tune_glibc_malloc() if cfg.malloc_tuning and cfg.device == "cpu" else {"applied": False,
+                                                                                     "reason": "not requested"}
     functions = {"speed": measure_speed, "lr_memory": measure_lr_memory, "noise_bits": measure_noise_bits,
                  "xconv_memory": measure_xconv_memory, "harness": measure_harness}
     details: dict[str, Any] = {}
@@ -134,7 +137,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
         torch.set_num_threads(previous_threads)
     ratios = headlines(details)
     return {"ratios": ratios, "targets": check_targets(ratios), "missing": sorted(missing),
-            "details": details, "clock": clock, "seconds": seconds, "total_seconds": time.time() - started,
+            "details": details, "clock": clock, "allocator": allocator, "seconds": seconds, "total_seconds": time.time() - started,
             "config": cfg.to_json(), "machine": info, "git_commit": _git_commit(),
             "gpu_note": None if info["cuda"] else
             "no GPU on this machine: GPU absolute numbers, MFU and the check of live_tensor_bytes against "

@@ -1,6 +1,6 @@
 """Time ratios, measured side by side on one 6-block MLP and one 6-block CNN per run.
 
-For each family (interleaved rounds, paired medians — see ``timing``):
+For each family (each ratio's two calls back to back, rounds interleaved, medians — ``timing.back_to_back``):
 
 * ``ulr_over_floor``  = t(layer-wise ULR step, prefix sharing) ÷ t(its physical forward floor:
   ``floor.run_plan`` with ``share_head`` — the clean prefix AND the noisy block's first row-wise module
@@ -29,7 +29,7 @@ import torch
 from .config import BenchConfig, lr_options
 from .floor import forward_only, lr_plan, run_plan
 from .models import BenchNet, make_net, per_row_cross_entropy
-from .timing import interleaved
+from .timing import back_to_back
 from .util import build_estimator
 
 
@@ -73,16 +73,13 @@ def measure_family(cfg: BenchConfig, family: str, missing: set[str]) -> dict[str
         fns["naive_floor"] = _floor(net, cfg, "layerwise", prefix_sharing=False, share_head=False)
     if "ulr_global" in fns:
         fns["global_floor"] = _floor(net, cfg, "global")
-    timings = interleaved(fns, rounds=cfg.rounds, warmup=1, device=torch.device(cfg.device))
-    ratios: dict[str, float] = {}
     pairs = {"ulr_over_floor": ("ulr", "layerwise_floor"), "ulr_over_block_floor": ("ulr", "block_floor"),
              "alr_over_floor": ("alr", "layerwise_floor"),
              "global_over_floor": ("ulr_global", "global_floor"), "prefix_speedup": ("ulr_naive", "ulr"),
              "prefix_speedup_of_floors": ("naive_floor", "layerwise_floor"),
              "bp_step_over_forward": ("bp", "forward")}
-    for ratio, (num, den) in pairs.items():
-        if num in fns and den in fns:
-            ratios[ratio] = timings.ratio(num, den)
+    pairs = {ratio: (num, den) for ratio, (num, den) in pairs.items() if num in fns and den in fns}
+    ratios, timings = back_to_back(fns, pairs, rounds=cfg.rounds, warmup=1, device=torch.device(cfg.device))
     plan = lr_plan(net.model, cfg.copies, "layerwise")
     return {"ratios": ratios, "median_seconds": timings.to_json(), "parameters": sum(
         p.numel() for p in net.model.parameters()), "layerwise_floor_row_blocks": plan.row_blocks(

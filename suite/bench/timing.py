@@ -1,10 +1,15 @@
-"""Side-by-side timing: several callables timed in interleaved rounds, compared by paired ratios.
+"""Side-by-side timing: callables timed back to back in interleaved rounds, compared by paired ratios.
 
-On a shared, noisy machine absolute times drift (another process takes a core for a few seconds), but two
-callables timed back to back see nearly the same machine. So every measurement here is a *ratio* taken
-inside one round and summarised by its median over rounds:
+On a shared, noisy machine absolute times drift (another process takes a core, or thrashes the shared
+cache, for a few seconds), but two callables timed back to back see nearly the same machine. So every
+measurement here is a *ratio* of two calls made one right after the other, summarised by its median
+over rounds:
 
     ratio(a, b) = median_r  t_r(a) / t_r(b)
+
+``interleaved`` times every callable once per round (pairs share a round); ``back_to_back`` times each
+requested pair (a, b) as two adjacent calls, alternating a-first and b-first between rounds — tighter
+pairing, at the price of re-running callables that appear in several pairs.
 
 where ``t_r(f)`` is the time of one call of ``f`` in round ``r`` on the run's clock (``clock_for``):
 
@@ -71,6 +76,31 @@ class Timings:
 
     def to_json(self) -> dict[str, float]:
         return {name: self.median(name) for name in self.times}
+
+
+def back_to_back(fns: Mapping[str, Callable[[], object]], pairs: Mapping[str, tuple[str, str]], *, rounds: int,
+                 warmup: int = 1, device: torch.device | str = "cpu") -> tuple[dict[str, float], Timings]:
+    """``({ratio name: median_r t_r(a)/t_r(b)}, all call times)`` for ``pairs = {name: (a, b)}``; in round r
+    the pairs run in rotated order, each as two adjacent calls (a then b on even rounds, b then a on odd)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    device = torch.device(device)
+    for _ in range(warmup):
+        for name in fns:
+            fns[name]()
+    times = Timings({name: [] for name in fns})
+    ratios: dict[str, list[float]] = {name: [] for name in pairs}
+    names = list(pairs)
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            a, b = pairs[name]
+            order = (a, b) if r % 2 == 0 else (b, a)
+            t = {key: time_call(fns[key], device) for key in order}
+            for key in order:
+                times.times[key].append(t[key])
+            ratios[name].append(t[a] / t[b])
+    return {name: statistics.median(v) for name, v in ratios.items()}, times
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int, warmup: int = 1,

@@ -25,9 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole record as one JSON object")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads during the bench (default: 1 on cpu, unchanged on cuda)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 9; quick 3)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 15; quick 5)")
     p.add_argument("--skip", action="append", default=[], metavar="MEASUREMENT",
                    help="skip a measurement (repeatable): speed, lr_memory, noise_bits, xconv_memory, harness")
+    p.add_argument("--no-malloc-tuning", action="store_true",
+                   help="keep glibc's malloc defaults (by default the CPU bench keeps freed memory in the heap; "
+                        "see suite/bench/allocator.py)")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON record to FILE")
     p.set_defaults(handler=run)
 
@@ -46,7 +49,8 @@ def build_config(args: argparse.Namespace) -> Any:
     for name in args.skip:
         if name not in MEASUREMENTS:
             raise UserError(f"--skip {name!r}: valid measurements are {', '.join(MEASUREMENTS)}")
-    overrides: dict[str, Any] = {"device": args.device, "skip": tuple(args.skip)}
+    overrides: dict[str, Any] = {"device": args.device, "skip": tuple(args.skip),
+                                 "malloc_tuning": not args.no_malloc_tuning}
     threads = args.threads if args.threads is not None else (1 if args.device == "cpu" else torch.get_num_threads())
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
@@ -63,7 +67,8 @@ def format_report(record: dict[str, Any]) -> str:
     m = record["machine"]
     lines = [f"lrbench bench ({'quick' if record['config']['quick'] else 'full'}) on {m['cpu_model']} "
              f"({m['cpu_count']} cores), device {record['config']['device']}, "
-             f"{record['config']['threads']} thread(s), {record['total_seconds']:.0f} s"]
+             f"{record['config']['threads']} thread(s), clock: {record['clock']}, malloc tuning: "
+             f"{'on' if record['allocator'].get('applied') else 'off'}, {record['total_seconds']:.0f} s"]
     targets = record["targets"]
     for name, value in record["ratios"].items():
         shown = "n/a" if value is None else f"{value:.3f}"
