@@ -405,6 +405,6 @@ def test_relative_error_falls_like_one_over_sqrt_k_on_every_model_kind(kind: str
     model, x, y = make_model(kind)
     model.eval()
     opts = {"sigma": SIGMA, "baseline": "clean", "injection": "layerwise", "prefix_sharing": True}
-    small = _rms_relative_error(model, x, y, 250, range(3), name, **opts)
-    large = _rms_relative_error(model, x, y, 4000, range(3), name, **opts)
+    small = _rms_relative_error(model, x, y, 250, range(5), name, **opts)      # measured ratios 3.36-4.58
+    large = _rms_relative_error(model, x, y, 4000, range(5), name, **opts)
     assert small / large >= 3.0, (small, large)
