@@ -139,7 +139,9 @@ class EstimatorModule(pl.LightningModule):
             raise Diverged(f"training loss became {value} at step {step} (epoch {self.current_epoch})")
         if self.gradient_quality is not None and self.gradient_quality.due(step):
             point = self.gradient_quality.measure(self.model, self.loss_fn, x, y, step)
-            self.log_dict({f"grad_{k}": v for k, v in point.items() if k != "step"}, on_step=True, on_epoch=False)
+            # straight to the loggers: self.log would repeat the last value on every later step's row
+            for logger in self.loggers:
+                logger.log_metrics({f"grad_{k}": v for k, v in point.items() if k != "step"}, step=step)
         self.clock.start()
         opt.step()
         if sched is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -90,6 +91,10 @@ def test_same_config_twice_gives_identical_metrics(tmp_path: Path) -> None:
     gq = first["metrics"]["gradient_quality"]
     assert gq["every"] == 5 and [p["step"] for p in gq["points"]] == list(range(0, 20, 5))
     assert 0.3 < gq["mean_cosine"] < 1.0 and gq["mean_relative_error"] > 0
+    with open(tmp_path / "a" / "logs" / first["run_id"] / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("grad_cosine")]
+    assert [int(row["step"]) for row in rows] == [p["step"] for p in gq["points"]]
+    assert [float(row["grad_cosine"]) for row in rows] == pytest.approx([p["cosine"] for p in gq["points"]])
 
 
 def test_gradient_quality_does_not_disturb_training(tmp_path: Path) -> None:
