@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -22,13 +23,14 @@ _DPI = 110
 def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col: str | None = None,
                 row: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
                 logx: bool = False, logy: bool = False, per_seed: bool = False, sharey: bool = True, sharex: bool = False,
-                drawstyle: str | None = None, markers: bool = True, integer_x: bool = False) -> Path:
+                drawstyle: str | None = None, markers: bool = True, integer_x: bool = False,
+                logy_rows: tuple[str, ...] = ()) -> Path:
     """Lines of ``y`` against ``x``, one colour per ``hue`` value, one panel per ``col`` (× ``row``).
 
     With several rows per (x, hue) the line is the mean and the band its 95% CI (seaborn bootstrap);
     ``per_seed=True`` draws one line per seed instead (for x values that differ between seeds, such as
     wall time). ``integer_x`` puts ticks on whole numbers only (epochs); ``logy`` a log y axis (errors
-    that follow a power law, such as 1/√r).
+    that follow a power law, such as 1/√r); ``logy_rows`` a log y axis on the named rows only.
     """
     kwargs: dict = {}
     if per_seed:
@@ -46,7 +48,8 @@ def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col
     hue_order = sorted(data[hue].dropna().unique(), key=natural_key)
     palette = "tab20" if len(hue_order) > 10 else "tab10"
     grid = sns.relplot(data=data, kind="line", x=x, y=y, hue=hue, col=col, row=row, col_wrap=col_wrap,
-                       hue_order=hue_order, palette=palette, height=3.2, aspect=1.35, facet_kws=facet,
+                       hue_order=hue_order, palette=palette, height=_panel_height(len(hue_order), row, data),
+                       aspect=1.35, facet_kws=facet,
                        row_order=_order(data, row), col_order=_order(data, col), **kwargs)
     if logx:
         grid.set(xscale="log")
@@ -54,11 +57,16 @@ def line_figure(data: pd.DataFrame, path: Path, *, x: str, y: str, hue: str, col
     elif integer_x:
         for ax in grid.axes.flat:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if logy:
-        grid.set(yscale="log")
-        for ax in grid.axes.flat:
+    log_axes = list(grid.axes.flat) if logy else []
+    if row is not None and logy_rows:
+        for i, name in enumerate(_order(data, row) or []):
+            if name in logy_rows:
+                log_axes += list(grid.axes[i, :])
+    if log_axes:
+        for ax in log_axes:
+            ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
     grid.set_axis_labels(x if xlabel is None else xlabel, y if ylabel is None else ylabel)
     _titles(grid, col, row)
     return _save(grid.figure, path)
@@ -110,6 +118,20 @@ def _integer_log_ticks(grid: sns.FacetGrid, values: pd.Series) -> None:
             ax.set_xticks(ticks)
             ax.set_xticklabels([f"{t:g}" for t in ticks])
             ax.minorticks_off()
+
+
+def _minor_log_label(value: float, _: object = None) -> str:
+    """Label minor log ticks at 2× and 5× a power of ten only (``0.2``, ``50``), others blank."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
+
+
+def _panel_height(n_hue: int, row: str | None, data: pd.DataFrame) -> float:
+    """Panel height in inches: tall enough that a long legend does not dwarf the panels."""
+    rows = 1 if row is None else max(1, data[row].nunique())
+    return float(min(6.0, max(3.2, 0.24 * n_hue / rows)))
 
 
 def _order(data: pd.DataFrame, column: str | None) -> list | None:

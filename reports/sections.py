@@ -176,7 +176,7 @@ def gradient_quality(results: Results, figures: Path) -> Section | None:
                                              "grad_norm_ratio": "norm ratio ‖ĝ‖/‖g‖"})
         path = plots.line_figure(long, figures / f"gradient_quality_vs_{axis}.png", x=axis, y="value",
                                  hue="label", col="task", row="metric", logx=True, sharey=False,
-                                 xlabel=SCALE_AXES[axis], ylabel="")
+                                 xlabel=SCALE_AXES[axis], ylabel="", logy_rows=("norm ratio ‖ĝ‖/‖g‖",))
         blocks.append(Figure(_rel(path, figures), f"Gradient quality against {SCALE_AXES[axis]}: one line per "
                              "variance-reduction technique (mean over seeds, band = 95% CI). Cosine 1 and norm "
                              "ratio 1 are the BP gradient."))
