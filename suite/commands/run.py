@@ -5,6 +5,9 @@ config). ``key=value`` overrides every run (YAML values: ``seeds=[0,1,2]``, ``ma
 ``estimator_options.copies=32``); ``--only KEY=VALUE`` keeps the matching runs. Every run's record goes
 to ``DIR/runs/<run_id>.json``; runs already recorded as completed or diverged are skipped. The exit
 code is 0 when no run failed, 1 when some did (they are listed), 2 on bad input (nothing is run).
+
+The digits models are tiny: on a CPU shared with other jobs run single-threaded
+(``OMP_NUM_THREADS=1 lrbench run quick``); oversubscribed intra-op threads can slow a step 100-fold.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="run a suite of trainings (e.g. 'lrbench run quick')",
         description="Run a suite (built-in name such as 'quick', or a YAML file) and write one JSON record per "
-                    "run under OUT/runs/. Completed runs are skipped when the suite is run again.")
+                    "run under OUT/runs/. Completed runs are skipped when the suite is run again. On a shared "
+                    "CPU, set OMP_NUM_THREADS=1 (the digits models are tiny).")
     p.add_argument("suite", metavar="SUITE|CONFIG", help="built-in suite name (quick, ...) or a YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override for every run, e.g. max_epochs=1 seeds=[0,1] estimator_options.copies=32")
