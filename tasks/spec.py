@@ -178,7 +178,8 @@ class TaskSpec:
                        + ", ".join(f"{k}={v}" for k, v in model_overrides.items()) + "]")
 
     def to_json(self) -> dict[str, Any]:
-        """Everything ``lrbench list tasks --json`` shows (JSON-serialisable)."""
+        """Everything ``lrbench list tasks --json`` shows (JSON-serialisable). The parameter count appears as
+        ``num_parameters`` and, for readers written against the first version, ``parameters``."""
         def plain(v: Any) -> Any:
             if isinstance(v, tuple):
                 return [plain(x) for x in v]
@@ -188,13 +189,15 @@ class TaskSpec:
                 return [plain(x) for x in v]
             return v
 
+        n_params = self.num_parameters()
         return {
             "name": self.name,
             "family": self.family,
             "dataset": self.dataset,
             "description": self.description,
             "variant_of": self.variant_of,
-            "num_parameters": self.num_parameters(),
+            "num_parameters": n_params,
+            "parameters": n_params,
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "model_options": plain(self.model_options),
