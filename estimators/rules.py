@@ -215,6 +215,16 @@ def class_token_rule(module: ClassToken, input: torch.Tensor, grad_output: torch
     return {"token": grad_output[:, 0].reshape(-1, grad_output.shape[-1]).sum(0)}
 
 
+@register_rule(nn.PReLU)
+def prelu_rule(module: nn.PReLU, input: torch.Tensor, grad_output: torch.Tensor) -> dict[str, torch.Tensor]:
+    """v = max(0, x) + a·min(0, x):  ĝ_a = Σ g ⊙ min(0, x) over every dim a is broadcast over
+    (a has one entry, or one per channel on dim 1)."""
+    count = module.weight.numel()
+    view = (count,) + (1,) * (input.dim() - 2) if count > 1 else (1,)
+    return {"weight": sum_to_parameter(grad_output * input.to(grad_output.dtype).clamp(max=0), view,
+                                       module.weight.shape)}
+
+
 # --------------------------------------------------------------------------- generic fallback
 @dataclass
 class CallInputs:

@@ -49,6 +49,8 @@ CASES = {
     "batchnorm2d-train": (lambda: _bn(nn.BatchNorm2d, 3, True), (4, 3, 5, 5)),
     "batchnorm2d-eval": (lambda: _bn(nn.BatchNorm2d, 3, False), (4, 3, 5, 5)),
     "groupnorm": (lambda: nn.GroupNorm(2, 4), (3, 4, 5)),
+    "prelu-shared": (lambda: nn.PReLU(init=0.3), (4, 3, 5)),
+    "prelu-per-channel": (lambda: nn.PReLU(3, init=0.2), (4, 3, 2, 2)),
     "add-parameter": (lambda: AddParameter(6, 4), (3, 6, 4)),
     "class-token": (lambda: ClassToken(4), (3, 5, 4)),
 }
