@@ -237,3 +237,16 @@ def test_unreadable_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert cache.stat().st_size > 1000                        # rewritten with the decoded tensors
     small = data.subset(train=7, test=3)
     assert len(small.train[0]) == 7 and len(small.test[0]) == 3 and len(small.val[0]) == len(data.val[0])
+
+
+def test_failed_download_says_it_needs_internet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    offline = type("FashionMNIST", (FashionMNIST,), {"mirrors": ["http://127.0.0.1:9/"]})  # refused at once
+    monkeypatch.setitem(images.TORCHVISION_CLASSES, "fmnist", offline)
+    with pytest.raises(TaskError) as err:
+        load_dataset("fmnist", data_dir=tmp_path, download=True)
+    assert str(err.value) == (
+        "fmnist: download failed (Error downloading train-images-idx3-ubyte.gz); downloading needs internet, "
+        "or put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        f"t10k-labels-idx1-ubyte.gz in {tmp_path / 'FashionMNIST' / 'raw'}/ by hand")

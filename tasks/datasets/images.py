@@ -100,7 +100,11 @@ def _read(name: str, cls: type, root: Path, train: bool, download: bool) -> tupl
     except TaskError:
         raise
     except Exception as err:  # torchvision raises RuntimeError / URLError / pickle errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(":. ")
+        if download:
+            folder, files = _expected_files(cls, root)
+            raise TaskError(f"{name}: download failed ({first}); downloading needs internet, or put "
+                            f"{', '.join(p.name for p, _ in files)} in {folder}/ by hand") from None
         raise TaskError(f"{name}: could not load from {root}: {first}") from None
     data = ds.data
     if isinstance(data, np.ndarray):
