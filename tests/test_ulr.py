@@ -318,6 +318,7 @@ def test_model_errors_raise_one_line() -> None:
         get_estimator("ulr", injection="layerwise").estimate(Residual(nn.Linear(6, 6)).double(), cross_entropy, x, y)
     with pytest.raises(EstimatorError, match="per-sample losses"):
         get_estimator("ulr").estimate(model, lambda o, t: cross_entropy(o, t).mean(), x, y)
+    assert all(not m._forward_hooks for m in model.modules())       # hooks removed on error too
     with pytest.raises(EstimatorError, match="spare"):
         get_estimator("ulr").estimate(_with_unused_parameter(), cross_entropy, x, y)
 
