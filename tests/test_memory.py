@@ -76,6 +76,7 @@ def test_cuda_allocator_peak_agrees_with_live_tensor_bytes() -> None:
     del c, unrelated
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")  # raised by torch.func's import
 def test_forward_mode_ad_is_measured() -> None:
     """A jvp through Linear(100->50): primal + tangent outputs are live storages; wrappers are skipped."""
     from torch.func import jvp
