@@ -58,7 +58,7 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(_METRIC_PATHS)
 ATTACK_FAMILIES = {"fgsm": "white-box", "pgd_linf": "white-box", "pgd_l2": "white-box",
                    "transfer_fgsm": "transfer", "transfer_pgd": "transfer"}
 
-_DEPTH_KEYS = ("depth", "num_layers", "layers", "blocks", "num_blocks")
+_DEPTH_KEYS = ("depth", "num_layers", "layers", "blocks", "num_blocks", "widths", "channels")  # list -> its length
 
 
 @dataclass
