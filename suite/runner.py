@@ -353,6 +353,7 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
 
     out_dir = Path(out_dir)
     _check_init_sources(configs, out_dir)
+    _check_data([c for c in configs if not is_done(out_dir, run_id(c))])
     result = SuiteResult(out_dir=out_dir)
     ids = [run_id(c) for c in configs]
     progress = progress and distributed.global_rank_from_env(configs[0]["devices"] if configs else 1) == 0  # DDP
@@ -373,6 +374,19 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
         bar.update(1)
     bar.close()
     return result
+
+
+def _check_data(configs: list[dict[str, Any]]) -> None:
+    """Load each task's data once before any run: missing or corrupt data is a one-line TaskError now,
+    not a failed record later."""
+    from tasks import get_task
+
+    seen: set[tuple[str, Any]] = set()
+    for config in configs:
+        key = (config["task"], config.get("data_dir"))
+        if key not in seen:
+            seen.add(key)
+            get_task(config["task"]).load_data(data_dir=config.get("data_dir"), device="cpu", seed=config["seed"])
 
 
 def _check_init_sources(configs: list[dict[str, Any]], out_dir: Path) -> None:

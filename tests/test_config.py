@@ -148,3 +148,13 @@ def test_a_yaml_without_grid_or_runs_is_one_run(tmp_path: Path) -> None:
 def test_every_builtin_suite_expands(name: str) -> None:
     configs = expand_suite(name, ["accelerator=cpu"])
     assert configs and len({run_id(c) for c in configs}) == len(configs)
+
+
+def test_missing_data_is_reported_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "quick", "--out", str(out), "--no-progress", "accelerator=cpu", "--only", "estimator=bp",
+                 "task=mnist-mlp", f"data_dir={tmp_path / 'empty'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lrbench: error: ") and err.count("\n") == 1
+    assert "mnist" in err.lower() and "matches none" not in err
+    assert not out.exists()
