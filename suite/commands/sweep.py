@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_suite(configs, out_dir, progress=all(c["progress"] for c in configs))
     done = len(result.records) - len(result.failures)
+    from ..distributed import global_rank_from_env
+
+    if global_rank_from_env(configs[0]["devices"]) != 0:  # devices > 1: the other ranks ran the same trials
+        return result.exit_code
     print(f"lrbench sweep: {spec.name} ({spec.method}, offline): {len(configs)} trials: {done} run now, "
           f"{len(result.skipped)} already done, {len(result.failures)} failed; records in {out_dir / 'runs'}")
     for record in result.failures:
