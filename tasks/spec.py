@@ -178,8 +178,7 @@ class TaskSpec:
                        + ", ".join(f"{k}={v}" for k, v in model_overrides.items()) + "]")
 
     def to_json(self) -> dict[str, Any]:
-        """Everything ``lrbench list tasks --json`` shows (JSON-serialisable). The parameter count appears as
-        ``num_parameters`` and, for readers written against the first version, ``parameters``."""
+        """Everything ``lrbench list tasks --json`` shows (JSON-serialisable), parameter count included."""
         def plain(v: Any) -> Any:
             if isinstance(v, tuple):
                 return [plain(x) for x in v]
@@ -197,7 +196,6 @@ class TaskSpec:
             "description": self.description,
             "variant_of": self.variant_of,
             "num_parameters": n_params,
-            "parameters": n_params,
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "model_options": plain(self.model_options),

@@ -85,7 +85,7 @@ def test_list_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "list", "tasks", "--json")
     assert code == 0
     tasks = {t["name"]: t for t in json.loads(out)}
-    assert tasks["digits-mlp"]["parameters"] == 64 * 64 + 64 + 64 * 10 + 10
+    assert tasks["digits-mlp"]["num_parameters"] == 64 * 64 + 64 + 64 * 10 + 10
     assert {"digits-mlp", "digits-cnn", "digits-rnn", "digits-vit", "shakespeare-rnn"} <= set(tasks)
 
 
