@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ class PaperSpec:
         return suite
 
     def note(self, budget: str) -> str:
+        """The budget's note (what it runs, how it departs from the paper); empty when absent."""
         return str(self.budgets.get(budget, {}).get("note", "")).strip()
 
 
@@ -94,6 +96,7 @@ def list_specs() -> list[PaperSpec]:
 
 
 def spec_names() -> list[str]:
+    """Names of the shipped specs (file stems of ``reports/paper/*.yaml``)."""
     return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
 
 
@@ -193,7 +196,7 @@ def _as_text(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- drawing
-def paper_section_builder(spec: PaperSpec, budget: str | None):
+def paper_section_builder(spec: PaperSpec, budget: str | None) -> Callable[[Results, Path], Section]:
     """A report section builder (``sections.SectionBuilder``) drawing ``spec`` from the loaded results."""
 
     def build(results: Results, figures: Path) -> Section:
