@@ -222,12 +222,14 @@ def rank_seed(seed: int, rank: int) -> int:
     return counter_seed(int(seed), _RANK_SALT, int(rank)) % (2**62)
 
 
-def seed_for_rank(estimator: Any, seed: int, rank: int) -> int:
-    """The seed ``estimator`` should use on ``rank``: shared for weight-space noise, per rank otherwise."""
-    return rank_seed(seed, rank) if noise_scope(estimator) == "sample" else int(seed)
+def seed_for_rank(estimator: Any, seed: int, rank: int, mode: str = "data") -> int:
+    """The seed ``estimator`` should use on ``rank``: shared for weight-space noise in data-parallel mode,
+    per rank otherwise (in copy-parallel mode every rank must draw its own copies, whatever the scope)."""
+    independent = noise_scope(estimator) == "sample" or (mode == "copies" and noise_scope(estimator) != "none")
+    return rank_seed(seed, rank) if independent else int(seed)
 
 
-def apply_rank_seed(estimator: Any, rank: int | None = None) -> int:
+def apply_rank_seed(estimator: Any, rank: int | None = None, mode: str = "data") -> int:
     """Re-key a built estimator's noise for this rank (``estimator.opts['seed']``); returns the seed used.
 
     Call once per process after the process group exists (e.g. in ``LightningModule.setup``), before
@@ -239,28 +241,84 @@ def apply_rank_seed(estimator: Any, rank: int | None = None) -> int:
     if base is None:
         base = int(estimator.opts.get("seed", 0))
         estimator._base_seed = base
-    new = seed_for_rank(estimator, base, rank)
+    new = seed_for_rank(estimator, base, rank, mode)
     estimator.opts["seed"] = new
     return new
 
 
 # --------------------------------------------------------------------------- ranks, batches, launch
 SUPPORTED_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
+COPY_PARALLEL = "ddp_copies"  # lrbench's name: Lightning's ddp, every rank the whole batch, copies split
+COPY_OPTIONS = ("copies", "directions")  # the option holding an estimator's independent copies
 
 
-def check_strategy(strategy: str, devices: int) -> None:
-    """One-line UserError for a multi-device strategy lrbench cannot train correctly with.
+def parallel_mode(strategy: str) -> str:
+    """``"copies"`` for ``strategy=ddp_copies`` (copy-level parallelism), else ``"data"`` (batch shards).
 
-    Supported with ``devices > 1``: Lightning's script-launched DDP (``ddp``, or ``auto``, which picks it).
+    Copy-parallel: every rank estimates on the whole global batch with K/R of the estimator's copies
+    (``copies`` or ``directions``) and its own noise stream; the same .grad all-reduce (equal weights)
+    then gives the K-copy estimate, ĝ = (1/R) Σ_r ĝ_{K/R}(B; ξ⁽ʳ⁾) — exactly the K-copy estimate whose
+    copies are the ranks' copies concatenated (per-sample baselines none/clean; with ``loo`` each copy's
+    baseline uses the other copies of its own rank). ALR's copy-level ("data-level") parallelism.
+    """
+    return "copies" if str(strategy).lower() == COPY_PARALLEL else "data"
+
+
+def lightning_strategy(strategy: str) -> str:
+    """The strategy name Lightning receives (``ddp_copies`` is Lightning's ``ddp``)."""
+    return "ddp" if parallel_mode(strategy) == "copies" else strategy
+
+
+def copy_option(estimator: Any) -> str | None:
+    """The option that counts the estimator's independent copies (``copies``/``directions``), if any."""
+    opts = getattr(estimator, "opts", None)
+    if opts is None:  # a class
+        opts = estimator.all_options()
+    return next((k for k in COPY_OPTIONS if k in opts), None)
+
+
+def split_copies(estimator: Any, world_size: int) -> None:
+    """Copy-parallel mode: give this rank K/R of the estimator's copies (each entry of a per-block list)."""
+    key = copy_option(estimator)
+    if world_size <= 1 or key is None:
+        return
+    value = estimator.opts[key]
+    estimator.opts[key] = [int(v) // world_size for v in value] if isinstance(value, list) else int(value) // world_size
+
+
+def check_parallel(config: dict[str, Any]) -> None:
+    """One-line UserError for a multi-device setup lrbench cannot train correctly.
+
+    Supported with ``devices > 1``: Lightning's script-launched DDP (``ddp``, or ``auto``, which picks it)
+    and ``ddp_copies`` for estimators with ``copies``/``directions`` divisible by the number of ranks.
     Spawn/fork variants train in child processes whose module never returns its metrics to the process
     that writes the record; FSDP/DeepSpeed shard the parameters, which the .grad all-reduce does not know.
     """
-    if devices > 1 and str(strategy).lower() not in SUPPORTED_STRATEGIES:
-        from .errors import UserError
+    from .errors import UserError
 
-        raise UserError(f"strategy '{strategy}' is not supported with devices={devices}; use one of "
-                        f"{', '.join(SUPPORTED_STRATEGIES)} (docs/SCALE_OUT.md)")
+    strategy, devices = str(config["strategy"]).lower(), int(config["devices"])
+    if strategy == COPY_PARALLEL:
+        from estimators import estimator_class
 
+        world_size = devices * num_nodes_from_env()
+        key = copy_option(estimator_class(config["estimator"]))
+        if key is None:
+            raise UserError(f"strategy '{COPY_PARALLEL}' splits an estimator's copies over ranks, but "
+                            f"'{config['estimator']}' has no {' or '.join(COPY_OPTIONS)} option; use strategy ddp")
+        value = config["estimator_options"].get(key)
+        values = value if isinstance(value, list) else [value]
+        if value is None or any(int(v) % world_size for v in values):
+            raise UserError(f"strategy '{COPY_PARALLEL}': estimator_options.{key}={value} must be divisible "
+                            f"by the {world_size} ranks")
+        per_rank = [int(v) // world_size for v in values] if isinstance(value, list) else int(value) // world_size
+        try:  # the per-rank options must be valid too (e.g. antithetic pairs)
+            estimator_class(config["estimator"])(**{**config["estimator_options"], key: per_rank})
+        except ValueError as exc:
+            raise UserError(f"strategy '{COPY_PARALLEL}' with {world_size} ranks: {exc}") from None
+        return
+    if devices > 1 and strategy not in SUPPORTED_STRATEGIES:
+        raise UserError(f"strategy '{config['strategy']}' is not supported with devices={devices}; use one of "
+                        f"{', '.join((*SUPPORTED_STRATEGIES, COPY_PARALLEL))} (docs/SCALE_OUT.md)")
 
 
 def global_rank_from_env(devices_per_node: int = 1) -> int:
@@ -300,15 +358,17 @@ def num_nodes_from_env() -> int:
     return 1
 
 
-def shard_batch(*tensors: torch.Tensor, rank: int | None = None,
-                world_size: int | None = None) -> tuple[torch.Tensor, ...]:
+def shard_batch(*tensors: torch.Tensor, rank: int | None = None, world_size: int | None = None,
+                mode: str = "data") -> tuple[torch.Tensor, ...]:
     """This rank's rows of a global batch that every rank holds (same data order on every rank).
 
     Rows are split into R contiguous shards whose sizes differ by at most one (``torch.tensor_split``);
     the sync weights each rank by its row count, so the step is the global per-sample mean. A batch with
     fewer rows than ranks (a last partial batch) is not split: every rank takes all rows. Without a
-    process group the tensors are returned unchanged.
+    process group, or in copy-parallel mode (``mode="copies"``), the tensors are returned unchanged.
     """
+    if mode == "copies":
+        return tensors
     if rank is None or world_size is None:
         rank, world_size = world()
     if world_size <= 1 or tensors[0].shape[0] < world_size:
@@ -353,13 +413,14 @@ def throughput_across_ranks(samples: float, seconds: float, steps: int) -> dict[
             "world_size": float(world()[1])}
 
 
-def merge_rank_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def merge_rank_metrics(metrics: dict[str, Any], mode: str = "data") -> dict[str, Any]:
     """Turn one rank's ``metrics`` (RESULTS.md) into the job's, on every rank (collective; no-op alone).
 
     * ``throughput``: each rank's timed seconds T_r = step_time·timed_steps and samples S_r =
       samples_per_second·T_r; the job's samples_per_second = Σ_r S_r / max_r T_r and step_time_seconds =
       max_r T_r / timed_steps (the slowest rank sets the pace: every step ends in a collective);
-      ``flops_per_step`` = Σ_r (the work of one global step; each rank measured its shard).
+      ``flops_per_step`` = Σ_r (the work of one global step; each rank measured its shard). In
+      copy-parallel mode every rank saw the whole batch: samples count once, Σ_r S_r / R.
     * ``peak_memory_bytes``: ``per_device`` = [peak of rank 0, peak of rank 1, ...], ``max`` their max,
       ``cuda_allocator_peak`` the max over ranks.
     """
@@ -370,6 +431,8 @@ def merge_rank_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     if isinstance(tp, dict) and tp.get("timed_steps"):
         seconds = float(tp.get("step_time_seconds") or 0.0) * int(tp["timed_steps"])
         samples = float(tp.get("samples_per_second") or 0.0) * seconds
+        if mode == "copies":
+            samples /= world()[1]
         merged = throughput_across_ranks(samples, seconds, int(tp["timed_steps"]))
         out["throughput"] = {**tp, "samples_per_second": merged["samples_per_second"],
                              "step_time_seconds": merged["step_time_seconds"]}

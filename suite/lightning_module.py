@@ -85,6 +85,8 @@ class TrainBatches:
 class EstimatorModule(pl.LightningModule):
     """Trains ``model`` with ``estimator`` + optimizer; collects history, clock, gradient quality, target."""
 
+    parallel = "data"  # multi-rank mode (suite/distributed.py): "data" = batch shards, "copies" = ddp_copies
+
     def __init__(self, model: nn.Module, estimator: Estimator, loss_fn: Callable[..., torch.Tensor],
                  correct_fn: Callable[[torch.Tensor, torch.Tensor], int], data: Any, *, optimizer: str,
                  lr: float, weight_decay: float, lr_schedule: str, total_steps: int,
@@ -120,11 +122,11 @@ class EstimatorModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.clock.device = self.device
-        distributed.apply_rank_seed(self.estimator, self.global_rank)  # per-rank noise (suite/distributed.py)
+        distributed.apply_rank_seed(self.estimator, self.global_rank, self.parallel)  # per-rank noise
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch  # the global batch: every rank holds it, estimates on its shard (xs, ys)
-        xs, ys = distributed.shard_batch(x, y)
+        xs, ys = distributed.shard_batch(x, y, mode=self.parallel)
         opt = self.optimizers()
         sched = self.lr_schedulers()
         step = int(self.global_step)

@@ -84,7 +84,7 @@ def build_trainer(config: dict[str, Any], *, loggers: Sequence[Any] | bool = (),
         callbacks.append(TQDMProgressBar(process_position=1))
     return pl.Trainer(
         accelerator=config["accelerator"], devices=devices or config["devices"],
-        strategy=strategy or config["strategy"],
+        strategy=distributed.lightning_strategy(strategy or config["strategy"]),  # ddp_copies -> ddp
         max_epochs=config["max_epochs"] if config["max_epochs"] is not None else -1,
         max_steps=config["max_steps"] if config["max_steps"] is not None else -1,
         num_nodes=distributed.num_nodes_from_env(),  # multi-node: SLURM / torchrun (docs/SCALE_OUT.md)
@@ -319,6 +319,10 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     if config["train_subset"] is not None:
         data = data.subset(train=config["train_subset"])
     estimator = _estimator(config)
+    parallel = distributed.parallel_mode(config["strategy"])  # data (batch shards) | copies (ddp_copies)
+    world_size = config["devices"] * distributed.num_nodes_from_env()
+    if parallel == "copies":
+        distributed.split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
     steps_per_epoch = data.num_batches("train", config["batch_size"])
     total_steps = min(s for s in (config["max_steps"],
                                   config["max_epochs"] * steps_per_epoch if config["max_epochs"] else None) if s)
@@ -327,8 +331,9 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
         weight_decay=config["weight_decay"], lr_schedule=config["lr_schedule"], total_steps=total_steps,
         grad_quality_every=config["grad_quality_every"], target=getattr(spec, "target", None))
     module.spec = spec
+    module.parallel = parallel
     x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
-    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=config["devices"] * distributed.num_nodes_from_env())
+    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
     memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
     passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
     module.step_cost = {"memory": memory, "flops": flops, "forward_passes": passes}
@@ -341,7 +346,7 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
         exc.lrbench_module = module  # type: ignore[attr-defined]
         raise
     module.evaluate(log=False)  # a run stopped by max_steps mid-epoch still gets its final evaluation
-    module.run_metrics = distributed.merge_rank_metrics(module.collect_metrics())  # DDP: job-wide numbers
+    module.run_metrics = distributed.merge_rank_metrics(module.collect_metrics(), parallel)  # DDP: job-wide numbers
     module.replicas_identical = distributed.replicas_identical(module.model)
     return module, trainer
 

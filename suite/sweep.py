@@ -331,7 +331,7 @@ def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, A
     """
     from . import tracking
     from .config import expand_suite
-    from .distributed import check_strategy
+    from .distributed import check_parallel
     from .results import run_id
 
     configs: list[dict[str, Any]] = []
@@ -345,7 +345,7 @@ def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, A
         except user_error_types() as exc:  # bad value, unknown option/task: name the sweep file
             raise _fail(source, str(exc).strip().splitlines()[0]) from None
         for config in expanded:
-            check_strategy(config["strategy"], config["devices"])
+            check_parallel(config)
             tracking.resolve_wandb(config["wandb"])
             rid = run_id(config)
             if rid not in seen:

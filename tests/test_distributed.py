@@ -27,6 +27,7 @@ from torch import nn
 from estimators import ESTIMATORS, estimator_class, get_estimator
 from estimators.registry import _load_builtin_estimators
 from suite import distributed as D
+from suite.errors import UserError
 
 WORLD = 2
 STEPS = 4
@@ -37,6 +38,7 @@ SMALL = {"copies": 4, "directions": 2, "probes": 3, "layers": "all", "first_laye
 
 _load_builtin_estimators()
 REGISTERED = [n for n in CANDIDATES if n in ESTIMATORS]
+COPY_SPLIT = [n for n in REGISTERED if D.copy_option(estimator_class(n)) is not None]
 
 
 def _options(name: str) -> dict:
@@ -63,15 +65,18 @@ def _shard(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return D.shard_batch(t, rank=rank, world_size=world)[0]
 
 
-def _train_rank(name: str, rank: int, world: int, **extra: object) -> list[torch.Tensor]:
-    """What each rank runs: estimate on its shard, all-reduce .grad (and adaptive state), SGD step."""
+def _train_rank(name: str, rank: int, world: int, mode: str = "data", **extra: object) -> list[torch.Tensor]:
+    """What each rank runs: estimate on its shard (or, copy-parallel, on the whole batch with K/R copies),
+    all-reduce .grad (and adaptive state), SGD step."""
     model = _model()
     est = get_estimator(name, seed=SEED, **_options(name), **extra)
-    D.apply_rank_seed(est, rank)
+    if mode == "copies":
+        D.split_copies(est, world)
+    D.apply_rank_seed(est, rank, mode)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(STEPS):
         x, y = _batch(step)
-        xs, ys = D.shard_batch(x, y, rank=rank, world_size=world)
+        xs, ys = D.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
         loss, _ = est.estimate(model, _loss_fn, xs, ys)
         D.sync_after_estimate(model, est, loss, len(xs))
         opt.step()
@@ -81,20 +86,24 @@ def _train_rank(name: str, rank: int, world: int, **extra: object) -> list[torch
     return params
 
 
-def _simulate_ranks(name: str, world: int) -> list[torch.Tensor]:
-    """One process: the mean over simulated ranks of their shard estimates, each with its rank's seed."""
+def _simulate_ranks(name: str, world: int, mode: str = "data") -> list[torch.Tensor]:
+    """One process: the mean over simulated ranks of their shard estimates, each with its rank's seed
+    (copy-parallel: whole-batch estimates with K/R copies each)."""
     model = _model()
     ests = []
     for rank in range(world):
         est = get_estimator(name, seed=SEED, **_options(name))
-        D.apply_rank_seed(est, rank)
+        if mode == "copies":
+            est = get_estimator(name, seed=SEED, **{**_options(name), D.copy_option(est): SMALL[D.copy_option(est)] // world})
+        D.apply_rank_seed(est, rank, mode)
         ests.append(est)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(STEPS):
         x, y = _batch(step)
         total = [torch.zeros_like(p) for p in model.parameters()]
         for rank, est in enumerate(ests):
-            est.estimate(model, _loss_fn, _shard(x, rank, world), _shard(y, rank, world))
+            xs, ys = D.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
+            est.estimate(model, _loss_fn, xs, ys)
             for t, p in zip(total, model.parameters(), strict=True):
                 t += p.grad
         for t, p in zip(total, model.parameters(), strict=True):
@@ -108,6 +117,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, names: list[str
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         out = {name: _train_rank(name, rank, world) for name in names}
+        for name in COPY_SPLIT:  # copy-parallel (ddp_copies): whole batch, K/R copies per rank
+            out[f"{name}-copies"] = _train_rank(name, rank, world, mode="copies")
         if "ulr" in names:  # adaptive σ: log σ is learned from each rank's own losses, then averaged
             out["ulr-adaptive"] = _train_rank("ulr", rank, world, adaptive_sigma=True, sigma_lr=0.5)
         # metric helpers: sum / max / gather over ranks
@@ -172,6 +183,18 @@ def test_per_sample_noise_differs_across_ranks(two_rank_results: dict[int, dict]
     D.apply_rank_seed(est1, 1)
     est1.estimate(model, _loss_fn, _shard(x, 0, WORLD), _shard(y, 0, WORLD))
     assert _max_diff(g_shared, [p.grad for p in model.parameters()]) > 1e-6
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", COPY_SPLIT)
+def test_copy_parallel_ranks_identical_and_equal_to_simulation(two_rank_results: dict[int, dict], name: str) -> None:
+    """ddp_copies: each rank the whole batch with K/R copies and its own stream; the mean is the K-copy
+    estimate whose copies are the ranks' copies."""
+    r0, r1 = two_rank_results[0][f"{name}-copies"], two_rank_results[1][f"{name}-copies"]
+    assert all(torch.equal(a, b) for a, b in zip(r0, r1, strict=True))
+    simulated = _simulate_ranks(name, WORLD, mode="copies")
+    assert _max_diff(r0, simulated) < 1e-10
+    assert _max_diff(r0, two_rank_results[0][name]) > 1e-6  # not the data-parallel run
 
 
 @pytest.mark.ddp
@@ -266,13 +289,25 @@ def test_missing_grad_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unsupported_multi_device_strategies_are_rejected() -> None:
-    D.check_strategy("ddp", 2)
-    D.check_strategy("auto", 4)
-    D.check_strategy("ddp_spawn", 1)  # one device: any strategy Lightning accepts
-    with pytest.raises(Exception, match=r"strategy 'ddp_spawn' is not supported with devices=2; use one of auto, ddp"):
-        D.check_strategy("ddp_spawn", 2)
-    with pytest.raises(Exception, match="strategy 'fsdp' is not supported"):
-        D.check_strategy("fsdp", 8)
+    def config(strategy: str, devices: int, estimator: str = "ulr", **opts: object) -> dict:
+        return {"strategy": strategy, "devices": devices, "estimator": estimator, "estimator_options": opts}
+
+    D.check_parallel(config("ddp", 2))
+    D.check_parallel(config("auto", 4))
+    D.check_parallel(config("ddp_spawn", 1))  # one device: any strategy Lightning accepts
+    with pytest.raises(UserError, match=r"strategy 'ddp_spawn' is not supported with devices=2; use one of auto, ddp"):
+        D.check_parallel(config("ddp_spawn", 2))
+    with pytest.raises(UserError, match="strategy 'fsdp' is not supported"):
+        D.check_parallel(config("fsdp", 8))
+    D.check_parallel(config("ddp_copies", 2, copies=16))
+    D.check_parallel(config("ddp_copies", 2, "spsa", directions=4))
+    with pytest.raises(UserError, match=r"estimator_options.copies=6 must be divisible by the 4 ranks"):
+        D.check_parallel(config("ddp_copies", 4, copies=6))
+    with pytest.raises(UserError, match="'bp' has no copies or directions option"):
+        D.check_parallel(config("ddp_copies", 2, "bp"))
+    with pytest.raises(UserError, match="antithetic needs an even number of copies"):
+        D.check_parallel(config("ddp_copies", 2, copies=6, antithetic=True))
+    assert D.lightning_strategy("ddp_copies") == "ddp" and D.lightning_strategy("auto") == "auto"
 
 
 def test_cli_rejects_spawn_strategy_before_running(tmp_path, capsys: pytest.CaptureFixture) -> None:

@@ -64,3 +64,14 @@ def test_bp_two_processes_match_one_process(tmp_path: Path) -> None:
     assert diff < 1e-4, diff
     assert two["metrics"]["train_loss_final"] == pytest.approx(one["metrics"]["train_loss_final"], rel=1e-4)
     assert two["metrics"]["val_accuracy_final"] == pytest.approx(one["metrics"]["val_accuracy_final"], abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_copy_parallel_ulr_on_two_cpu_processes(tmp_path: Path) -> None:
+    """--strategy ddp_copies: every rank the whole batch with half of the copies."""
+    [record] = _lrbench(tmp_path, "--only", "task=digits-mlp", "--only", "estimator=ulr",
+                        "--devices", "2", "--strategy", "ddp_copies")
+    assert record["status"] == "completed", record["message"]
+    assert record["config"]["strategy"] == "ddp_copies" and record["hardware"]["world_size"] == 2
+    assert record["hardware"]["replicas_identical"] is True and record["metrics"]["val_accuracy_final"] > 0.3

@@ -64,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     configs = expand_suite(args.suite, overrides, args.only)  # every check happens here, before any run
-    from ..distributed import check_strategy
+    from ..distributed import check_parallel
     from ..tracking import resolve_wandb
 
     for config in configs:  # one-line errors before any run
         resolve_wandb(config["wandb"])
-        check_strategy(config["strategy"], config["devices"])
+        check_parallel(config)
     out_dir = Path(str(out)).expanduser()
     if args.list:
         for config in configs:
