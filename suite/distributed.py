@@ -8,14 +8,15 @@ replicas drift apart after the first step.
 
 **The choice: one bucketed all-reduce of ``.grad`` after ``estimate()``, for every estimator (bp too).**
 ``all_reduce_gradients`` packs every trainable parameter's gradient into flat buckets of about 25 MB
-(DDP's default bucket size), all-reduces each bucket with SUM, divides by the world size and copies the
-slices back::
+(DDP's default bucket size), all-reduces each bucket with SUM and copies the slices back, weighting each
+rank by its number of rows n_r (``sync_after_estimate`` also reduces the loss the same way)::
 
-    g ← (1/R) Σ_r g_r          (R ranks, g_r the gradient rank r's estimator wrote for its shard)
+    g ← Σ_r n_r·g_r / Σ_r n_r    (R ranks, g_r the gradient rank r's estimator wrote for its shard)
 
-With equal shards of one global batch B = ⋃_r B_r, (1/R) Σ_r mean_{i∈B_r} = mean_{i∈B}: the synced
-gradient is the one-rank gradient of the global batch for bp exactly (up to summation order), and for
-every estimator whose estimate is a per-sample mean.
+Every rank holds the same global batch B (same seeded order) and estimates on its contiguous shard B_r
+(``shard_batch``), so Σ_r n_r·mean_{i∈B_r} / |B| = mean_{i∈B}: the synced gradient is the one-rank
+gradient of the global batch for bp exactly (up to summation order), and for every estimator whose
+estimate is a per-sample mean. ``batch_size`` therefore stays the global batch whatever the devices.
 
 Why not "share the noise seed and reduce only the losses"? That works only for *weight-space*
 estimators (ES, SPSA, FG: ĝ = Σ_d c_d·z_d, with c_d a loss difference or a jvp, linear in the batch), where
@@ -43,6 +44,11 @@ which the tests check.
 An estimator class may declare ``noise_scope = "sample" | "weight" | "none"``; otherwise the table
 ``NOISE_SCOPES`` decides, and an unknown estimator is treated as per-sample (independent noise is never
 biased; shared noise is only right for weight-space directions).
+
+**Copy-parallel mode** (``strategy=ddp_copies``, ``parallel_mode``): instead of batch shards, every rank
+takes the whole batch with K/R of the estimator's copies (``split_copies``) and its own noise stream; the
+same all-reduce gives the K-copy estimate whose copies are the ranks' copies (ALR's copy-level
+parallelism). ``check_parallel`` rejects, in one line before any run, what cannot work.
 
 **Metrics across ranks**: memory is reported per rank (``gather_floats``), throughput summed over
 ranks and step time the max over ranks (``reduce_float(..., "max")``; ``throughput_across_ranks``).
