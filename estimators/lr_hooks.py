@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from .base import EstimatorError
-from .noise import NoiseLaw, draw_noise, noise_key, pack_signs, signs_of, unpack_signs
+from .noise import NoiseLaw, draw_noise, pack_signs, signs_of, unpack_signs
 from .rules import CallInputs, Rule, autograd_rule
+from .seeding import counter_seed
 
 
 @dataclass
@@ -193,7 +194,7 @@ class PerturbationHooks:
                 f"first dimension is the {rows} rows in flight (batch-first modules)")
         call_index = p.calls.get(slot.index, 0)
         p.calls[slot.index] = call_index + 1
-        key = noise_key(self.seed, p.step, slot.index, call_index, p.layout.group)
+        key = counter_seed(self.seed, p.step, slot.index, call_index, p.layout.group)
         unit_shape = tuple(output.shape[1:])
         eps = self.codec.draw(key, p.layout, unit_shape, output.dtype, output.device)
         if self.track_sigma_stat:

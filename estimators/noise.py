@@ -17,28 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-# ----------------------------------------------------------------------------- keys
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(z: int) -> int:
-    """SplitMix64 finaliser: z += φ·2⁶⁴; z = (z ⊕ z≫30)·c₁; z = (z ⊕ z≫27)·c₂; z ⊕ z≫31 (mod 2⁶⁴)."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def noise_key(*counters: int) -> int:
-    """h₀ = 0, h_{j+1} = splitmix64(h_j ⊕ splitmix64(c_j)); returns h mod 2⁶³, a valid torch seed.
-
-    Used as ``noise_key(seed, step, module_index, call_index, copy_group)``: the same tuple always
-    gives the same key; distinct tuples give unrelated keys.
-    """
-    h = 0
-    for c in counters:
-        h = _splitmix64(h ^ _splitmix64(int(c) & _MASK64))
-    return h & ((1 << 63) - 1)
+from .seeding import counter_seed
 
 
 # ----------------------------------------------------------------------------- laws
@@ -100,7 +79,7 @@ def _base_sobol_integers(points: int, width: int, block: int) -> torch.Tensor:
     dims — so it is done once per (width, block); each call re-randomises by a digital shift."""
     cache_key = (width, block)
     if cache_key not in _SOBOL_ENGINES:
-        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=noise_key(0x5AB01, width, block) % 2 ** 31)
+        engine = torch.quasirandom.SobolEngine(width, scramble=True, seed=counter_seed(0x5AB01, width, block) % 2 ** 31)
         _SOBOL_ENGINES[cache_key] = (engine, threading.Lock())
     engine, lock = _SOBOL_ENGINES[cache_key]
     with lock:
@@ -125,7 +104,7 @@ def sobol_uniforms(samples: int, points: int, dim: int, key: int) -> torch.Tenso
     blocks = []
     for j, start in enumerate(range(0, dim, SOBOL_MAX_DIM)):
         width = min(SOBOL_MAX_DIM, dim - start)
-        gen = torch.Generator().manual_seed(noise_key(key, j))
+        gen = torch.Generator().manual_seed(counter_seed(key, j))
         shift = torch.randint(0, 2 ** _SOBOL_BITS, (width,), generator=gen, dtype=torch.int64)
         ints = _base_sobol_integers(samples * points, width, j).bitwise_xor_(shift)
         u = ints.to(torch.float64).add_(0.5).mul_(2.0 ** -_SOBOL_BITS).view(samples, points, width)

@@ -18,8 +18,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimators import get_estimator  # noqa: E402
-from estimators.noise import NOISE_LAWS, draw_noise, noise_key  # noqa: E402
+from estimators.noise import NOISE_LAWS, draw_noise  # noqa: E402
 from estimators.rules import owns_trainable_parameters  # noqa: E402
+from estimators.seeding import counter_seed  # noqa: E402
 
 
 def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -92,7 +93,7 @@ def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Ten
         i = index[id(module)]
         c = calls.get(i, 0)
         calls[i] = c + 1
-        eps = draw_noise(law, batch, copies, tuple(output.shape[1:]), noise_key(seed, step, i, c, 0),
+        eps = draw_noise(law, batch, copies, tuple(output.shape[1:]), counter_seed(seed, step, i, c, 0),
                          antithetic=antithetic, qmc=qmc, dtype=output.dtype, device=output.device)
         pieces.append((output, eps))
         return output.detach() + sigma * eps

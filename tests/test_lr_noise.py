@@ -6,16 +6,17 @@ import math
 
 import torch
 
-from estimators.noise import NOISE_LAWS, SOBOL_MAX_DIM, draw_noise, noise_key, sobol_uniforms
+from estimators.noise import NOISE_LAWS, SOBOL_MAX_DIM, draw_noise, sobol_uniforms
+from estimators.seeding import counter_seed
 
 GAUSS, LAPLACE = NOISE_LAWS["gaussian"], NOISE_LAWS["laplace"]
 
 
 def test_keys_are_deterministic_and_distinct() -> None:
-    keys = {noise_key(0, step, module, call, group) for step in range(3) for module in range(4)
+    keys = {counter_seed(0, step, module, call, group) for step in range(3) for module in range(4)
             for call in range(3) for group in range(3)}
     assert len(keys) == 3 * 4 * 3 * 3
-    assert noise_key(1, 2, 3) == noise_key(1, 2, 3) and 0 <= noise_key(1, 2, 3) < 2 ** 63
+    assert counter_seed(1, 2, 3) == counter_seed(1, 2, 3) and 0 <= counter_seed(1, 2, 3) < 2 ** 63
 
 
 def test_laws_have_unit_variance_and_their_scores() -> None:
