@@ -430,9 +430,11 @@ def run_online(sweep: Sweep, out_dir: Path | str, overrides: Mapping[str, Any] |
     if not tracking.has_api_key():
         raise UserError("an online sweep needs a W&B API key (WANDB_API_KEY or `wandb login`); use --offline "
                         "to run the sweep locally")
-    # a trial's points must resolve: check the grid's first point (or a random draw) before creating anything
-    if sweep.method != "bayes":
-        trial_configs(offline_points(sweep)[:1], overrides, sweep.source)
+    # a trial's points must resolve: check the grid's first point (or one draw) before creating anything
+    rng = random.Random(0)
+    first = (offline_points(sweep)[:1] if sweep.method == "grid"
+             else [{n: sample_value(spec, rng) for n, spec in sweep.parameters.items()}])
+    trial_configs(first, overrides, sweep.source)
     project = project or sweep.raw.get("project") or os.environ.get("WANDB_PROJECT") or tracking.DEFAULT_PROJECT
     entity = entity or sweep.raw.get("entity")
     if sweep_id is None:

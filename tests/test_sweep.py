@@ -164,6 +164,20 @@ def test_online_without_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
         S.run_online(S.load_sweep("xconv_probes_batch"), tmp_path / "o")
 
 
+def test_online_checks_a_point_before_creating_the_sweep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """bayes/random sweeps need no run_cap online, but a bad parameter value fails before wandb.sweep."""
+    import wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr(wandb, "sweep", lambda **kw: pytest.fail("the sweep must not be created"))
+    bad = S.parse_sweep({"method": "bayes", "parameters": {
+        "task": {"value": "digits-mlp"}, "estimator": {"value": "ulr"},
+        "estimator_options.sigma": {"distribution": "uniform", "min": -2.0, "max": -1.0}}}, "bad.yaml")
+    with pytest.raises(UserError, match="sweep bad.yaml: option 'sigma' must be > 0"):
+        S.run_online(bad, tmp_path / "o")
+
+
 def test_online_creates_the_sweep_and_runs_agent_trials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """wandb.sweep / wandb.agent replaced by fakes that behave like the agent: it starts each trial's run
     with the sampled parameters as its (nested) config and calls our function."""
