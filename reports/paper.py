@@ -179,9 +179,10 @@ def format_label(row: pd.Series, patterns: str | list[str]) -> str | None:
     return None
 
 
-def select_runs(results: Results, where: dict[str, Any] | None) -> pd.DataFrame:
-    """Completed runs matching ``where`` ({key: value or [values]})."""
-    runs = results.completed
+def select_runs(results: Results, where: dict[str, Any] | None, completed: bool = True) -> pd.DataFrame:
+    """Runs matching ``where`` ({key: value or [values]}): the completed ones, or (``completed=False``)
+    the failed and diverged ones."""
+    runs = results.completed if completed else results.unfinished
     for key, wanted in (where or {}).items():
         accepted = {str(w) for w in (wanted if isinstance(wanted, list) else [wanted])}
         runs = runs[[_as_text(field_value(row, key)) in accepted for _, row in runs.iterrows()]]
@@ -295,13 +296,16 @@ def _draw_table(spec: PaperSpec, item: dict[str, Any], results: Results, figures
     published = published_table(spec, item)
     title = item.get("title", item["metric"])
     digits = int(item.get("digits", 4))
+    missing = select_runs(results, item.get("where"), completed=False)
+    warning = ([Note(f"{len(missing)} run(s) of this table did not complete ({', '.join(missing['run_id'])}); "
+                     "their cells are empty — see 'Failed and diverged runs'.")] if len(missing) else [])
     if ours.empty:
-        return [Note(f"{title}: no completed run matches this table yet.")]
+        return [Note(f"{title}: no completed run matches this table yet."), *warning]
     order = [str(r) for r in (spec.published or {}).get("rows", [])]
     ours["text"] = [_cell(m, h, n, digits) for m, h, n in zip(ours["mean"], ours["ci95"], ours["n"], strict=True)]
     spread = ("one seed per cell, so no interval" if (ours["n"] <= 1).all()
               else "mean ± 95% t-interval over seeds; a cell without ± has one seed")
-    blocks: list = [Table(_pivot(ours, "text", order), f"Ours — {title} ({spread}).")]
+    blocks: list = [Table(_pivot(ours, "text", order), f"Ours — {title} ({spread})."), *warning]
     if not published.empty:
         blocks.append(Table(_pivot(published.assign(text=published["value"].map(lambda v: f"{v:.{digits}f}")),
                                    "text", order), f"Published — {title}. Source: {spec.published['citation']}"))

@@ -197,3 +197,14 @@ def test_xconv_table1_quick_budget_on_mnist(tmp_path: Path) -> None:
     assert ours.loc[ours["row"] == "exact", "mean"].min() >= 0.93
     assert ours["mean"].min() >= 0.75
     assert "Ours − published" in (out / "report" / "report.md").read_text()
+
+
+def test_failed_run_of_a_table_is_named(tmp_path: Path) -> None:
+    spec = load_spec("xconv-table1")
+    root = _xconv_results(tmp_path, offset=0.0)
+    record = make_record("mnist-xconvnet", "xconv", {"probes": 4}, 0, quality=0.5, status="failed",
+                         message="RuntimeError: out of memory", batch_size=32)
+    (root / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    section = paper_section_builder(spec, "quick")(load_results(root), tmp_path / "figures")
+    notes = " ".join(b.text for b in section.blocks if hasattr(b, "text"))
+    assert f"1 run(s) of this table did not complete ({record['run_id']})" in notes
