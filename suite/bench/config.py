@@ -54,9 +54,9 @@ class BenchConfig:
     def quick_config(cls, **overrides: Any) -> BenchConfig:
         """Sizes for ``--quick``: ≲ 2 minutes on 2 CPU cores; same measurements, smaller nets."""
         base: dict[str, Any] = dict(
-            quick=True, rounds=5, speed_mlp=NetSize(128, 16, 8), speed_cnn=NetSize(8, 8, 8), copies=16,
-            mem_mlp=NetSize(64, 256, 4), mem_cnn=NetSize(8, 32, 8), mem_copies=4, xconv_batch=2,
-            xconv_image=96, harness_steps=12, harness_rounds=2)
+            quick=True, rounds=5, speed_mlp=NetSize(256, 16, 16), speed_cnn=NetSize(16, 4, 16), copies=16,
+            mem_mlp=NetSize(128, 256, 8), mem_cnn=NetSize(16, 32, 16), mem_copies=4, xconv_batch=2,
+            harness_steps=12, harness_rounds=2)
         base.update(overrides)
         return cls(**base)
 
