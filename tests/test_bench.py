@@ -102,6 +102,9 @@ def test_tiny_bench_reports_every_ratio_finite_and_positive() -> None:
         assert set(record["details"]["speed"][family]["ratios"]) == {
             "ulr_over_floor", "ulr_over_block_floor", "alr_over_floor", "global_over_floor", "prefix_speedup", "prefix_speedup_of_floors",
             "bp_step_over_forward"}
+        parts = record["details"]["speed"][family]["ulr_breakdown_ms"]
+        assert set(parts) == {"step", "forward_floor", "noise_draw", "local_vjps", "rest"}
+        assert parts["noise_draw"] > 0 and parts["local_vjps"] > 0
     mem = record["details"]["lr_memory"]
     assert {d for est in ("ulr", "alr") for fam in ("mlp", "cnn") for d in mem["ratios"][est][fam]} == {2, 8}
     assert mem["copies_invariance"] == pytest.approx(1.0, abs=0.05)   # chunk bounds memory, not copies

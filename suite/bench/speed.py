@@ -15,7 +15,8 @@ For each family (each ratio's two calls back to back, rounds interleaved, median
   speed-up prefix sharing would give if noise, VJPs and bookkeeping cost nothing (its ceiling);
 * ``bp_step_over_forward`` = t(BP step: forward + backward) ÷ t(one no-grad forward + loss at batch B).
 
-A step is one ``estimator.estimate`` call (the optimizer update is the same for every estimator and is
+``ulr_breakdown_ms`` splits one ULR step into forward floor, noise draws, local VJPs and the rest
+(``breakdown``). A step is one ``estimator.estimate`` call (the optimizer update is the same for every estimator and is
 left out). Estimators that are not installed yet are reported under ``missing``.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from .breakdown import breakdown_for
 from .config import BenchConfig, lr_options
 from .floor import forward_only, lr_plan, run_plan
 from .models import BenchNet, make_net, per_row_cross_entropy
@@ -81,7 +83,7 @@ def measure_family(cfg: BenchConfig, family: str, missing: set[str]) -> dict[str
     pairs = {ratio: (num, den) for ratio, (num, den) in pairs.items() if num in fns and den in fns}
     ratios, timings = back_to_back(fns, pairs, rounds=cfg.rounds, warmup=1, device=torch.device(cfg.device))
     plan = lr_plan(net.model, cfg.copies, "layerwise")
-    return {"ratios": ratios, "median_seconds": timings.to_json(), "parameters": sum(
+    return {"ratios": ratios, "ulr_breakdown_ms": breakdown_for(cfg, net, missing), "median_seconds": timings.to_json(), "parameters": sum(
         p.numel() for p in net.model.parameters()), "layerwise_floor_row_blocks": plan.row_blocks(
         net.model, net.inputs.shape[0])}
 
