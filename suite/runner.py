@@ -315,7 +315,7 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     if config["init_from"]:
         load_weights(model, resolve_checkpoint(config["init_from"], out_dir))
     model = model.to(device)
-    data = spec.load_data(data_dir=config["data_dir"], device=device, seed=seed)
+    data = spec.load_data(data_dir=config["data_dir"], device=device)
     if config["train_subset"] is not None:
         data = data.subset(train=config["train_subset"])
     estimator = _estimator(config)
@@ -391,7 +391,7 @@ def _check_data(configs: list[dict[str, Any]]) -> None:
         key = (config["task"], config.get("data_dir"))
         if key not in seen:
             seen.add(key)
-            get_task(config["task"]).load_data(data_dir=config.get("data_dir"), device="cpu", seed=config["seed"])
+            get_task(config["task"]).load_data(data_dir=config.get("data_dir"), device="cpu")
 
 
 def _check_init_sources(configs: list[dict[str, Any]], out_dir: Path) -> None:

@@ -3,7 +3,7 @@
     from tasks import get_task, list_tasks, TaskError
     spec = get_task("digits-mlp")
     model = spec.build_model(widths=(32, 32))      # nn.Sequential of blocks; inputs in [0, 1]
-    data = spec.load_data(data_dir=None, device="cpu", seed=0)
+    data = spec.load_data(data_dir=None, device="cpu")
     for x, y in data.batches("train", spec.batch_size, seed=0, epoch=0):
         losses = spec.loss_fn(model(x), y)          # (N,)
     accuracy = spec.correct(model(x_test), y_test) / y_test.numel()

@@ -125,10 +125,14 @@ class TaskSpec:
     def max_epochs(self) -> float:
         return float(self.budget.get("max_epochs", 1))
 
-    def load_data(self, data_dir: str | os.PathLike[str] | None = None, device: Any = "cpu", seed: int = 0,
-                  **data_options: Any) -> TaskData:
-        """Load the task's dataset (train/val/test tensors on ``device``); options override ``data_options``."""
-        return load_dataset(self.dataset, data_dir=data_dir, device=device, seed=seed,
+    def load_data(self, data_dir: str | os.PathLike[str] | None = None, device: Any = "cpu",
+                  split_seed: int = 0, **data_options: Any) -> TaskData:
+        """Load the task's dataset (train/val/test tensors on ``device``); options override ``data_options``.
+
+        The train/val/test split is part of the task, not of the run: it depends on ``split_seed`` only
+        (default 0), so runs with different seeds are scored on the same validation and test sets.
+        """
+        return load_dataset(self.dataset, data_dir=data_dir, device=device, seed=split_seed,
                             **{**self.data_options, **data_options})
 
     # ------------------------------------------------------------ model

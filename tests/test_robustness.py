@@ -314,7 +314,7 @@ def test_task_models_are_attackable_in_eval_mode(task):
     spec = get_task(task)
     torch.manual_seed(0)
     model = spec.build_model().train()
-    x, y = spec.load_data(seed=0).test
+    x, y = spec.load_data().test
     x, y = x[:32], y[:32]
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.inference_mode():

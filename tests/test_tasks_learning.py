@@ -56,7 +56,7 @@ def train(spec: TaskSpec, data: TaskData, estimator: str, epochs: float, seed: i
 
 @pytest.fixture(scope="module")
 def digits() -> TaskData:
-    return get_task("digits-mlp").load_data(seed=0)
+    return get_task("digits-mlp").load_data()
 
 
 @pytest.mark.parametrize("task", ["digits-mlp", "digits-cnn", "digits-rnn", "digits-vit"])

@@ -284,7 +284,7 @@ def test_trains_digits_cnn_as_well_as_bp() -> None:
     from tasks import get_task
 
     spec = get_task("digits-cnn")
-    data = spec.load_data(seed=0)
+    data = spec.load_data()
     (x_train, y_train), (x_test, y_test) = data.train, data.test
 
     def train(name: str, **opts) -> float:

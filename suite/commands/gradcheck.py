@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from ..errors import UserError
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     model_options = parse_key_values(args.model, "--model")
     torch.manual_seed(args.seed)
     model = spec.build_model(**model_options)
-    data = spec.load_data(data_dir=args.data_dir, device="cpu", seed=args.seed)
+    data = spec.load_data(data_dir=args.data_dir, device="cpu")
     x_train, y_train = data.train
     generator = torch.Generator().manual_seed(args.seed)
     index = torch.randperm(len(x_train), generator=generator)[: args.batch_size]

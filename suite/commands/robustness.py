@@ -107,7 +107,7 @@ def evaluate_checkpoint(path: Path, args: argparse.Namespace, surrogate_path: Pa
     spec = get_task(config["task"])
     run_seed = int(config.get("seed") or 0)
     seed = args.seed if args.seed is not None else run_seed
-    data = spec.load_data(data_dir=args.data_dir or config.get("data_dir"), device="cpu", seed=run_seed)
+    data = spec.load_data(data_dir=args.data_dir or config.get("data_dir"), device="cpu")
     x_test, y_test = data.test
     result = robustness_metrics(model, x_test, y_test, dataset=spec.dataset, settings=settings,
                                 surrogate=surrogate, seed=seed)

@@ -1,6 +1,6 @@
 """scikit-learn's bundled 8×8 digits: the offline default dataset (no files needed).
 
-1,797 images scaled to [0, 1] by /16, shape (1, 8, 8); a stratified split seeded by ``seed``:
+1,797 images scaled to [0, 1] by /16, shape (1, 8, 8); a stratified split seeded by ``seed`` (the task's split seed, 0 by default):
 20% test, 10% validation, the rest (1,257 images) for training.
 """
 
