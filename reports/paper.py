@@ -51,6 +51,7 @@ BUDGETS = ("quick", "full")
 DRAW_KINDS = ("table", "lines", "bars", "section")
 _FIELD = re.compile(r"\{([^{}]+)\}")
 _MIB = 2.0**20
+_OURS_COLUMNS = ["row", "col", "x", "mean", "ci95", "n", "variants"]
 
 
 @dataclass
@@ -231,18 +232,20 @@ def _metric_values(runs: pd.DataFrame, item: dict[str, Any]) -> pd.Series:
 
 
 def ours_table(spec: PaperSpec, item: dict[str, Any], results: Results) -> pd.DataFrame:
-    """Long frame ``row, col, x, mean, ci95, n`` of our runs for a ``table`` item."""
+    """Long frame ``row, col, x, mean, ci95, n, variants`` of our runs for a ``table`` item (``variants``:
+    distinct configurations pooled in the cell — more than one means the folder mixes settings)."""
     runs = select_runs(results, item.get("where"))
     if runs.empty:
-        return pd.DataFrame(columns=["row", "col", "x", "mean", "ci95", "n"])
+        return pd.DataFrame(columns=_OURS_COLUMNS)
     runs = runs.assign(_row=runs.apply(lambda r: format_label(r, item["row"]), axis=1),
                        _x=runs.apply(lambda r: field_value(r, item["col"]), axis=1),
                        _v=_metric_values(runs, item)).dropna(subset=["_row", "_x", "_v"])
     rows = []
     for (row, x), group in runs.groupby(["_row", "_x"]):
         mean, half, n = mean_ci(group["_v"].tolist())
-        rows.append({"row": row, "col": _col_label(item, x), "x": float(x), "mean": mean, "ci95": half, "n": n})
-    return pd.DataFrame(rows, columns=["row", "col", "x", "mean", "ci95", "n"])
+        rows.append({"row": row, "col": _col_label(item, x), "x": float(x), "mean": mean, "ci95": half, "n": n,
+                     "variants": group["variant"].nunique()})
+    return pd.DataFrame(rows, columns=_OURS_COLUMNS)
 
 
 def published_table(spec: PaperSpec, item: dict[str, Any]) -> pd.DataFrame:
@@ -299,6 +302,12 @@ def _draw_table(spec: PaperSpec, item: dict[str, Any], results: Results, figures
     missing = select_runs(results, item.get("where"), completed=False)
     warning = ([Note(f"{len(missing)} run(s) of this table did not complete ({', '.join(missing['run_id'])}); "
                      "their cells are empty — see 'Failed and diverged runs'.")] if len(missing) else [])
+    mixed = ours[ours["variants"] > 1]
+    if len(mixed):
+        warning.append(Note(f"Warning: {len(mixed)} cell(s) pool runs of different configurations (e.g. "
+                            f"{mixed.iloc[0]['row']}, {mixed.iloc[0]['col']}: {int(mixed.iloc[0]['variants'])} "
+                            "configs) — results from different settings or code versions share this folder; "
+                            "their means mix them."))
     if ours.empty:
         return [Note(f"{title}: no completed run matches this table yet."), *warning]
     order = [str(r) for r in (spec.published or {}).get("rows", [])]

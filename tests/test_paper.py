@@ -208,3 +208,13 @@ def test_failed_run_of_a_table_is_named(tmp_path: Path) -> None:
     section = paper_section_builder(spec, "quick")(load_results(root), tmp_path / "figures")
     notes = " ".join(b.text for b in section.blocks if hasattr(b, "text"))
     assert f"1 run(s) of this table did not complete ({record['run_id']})" in notes
+
+
+def test_cells_pooling_different_configs_are_flagged(tmp_path: Path) -> None:
+    spec = load_spec("xconv-table1")
+    root = _xconv_results(tmp_path, offset=0.0)
+    record = make_record("mnist-xconvnet", "bp", {}, 5, quality=1.0, batch_size=32, lr=0.01)  # another lr
+    (root / "runs" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    section = paper_section_builder(spec, "quick")(load_results(root), tmp_path / "figures")
+    notes = " ".join(b.text for b in section.blocks if hasattr(b, "text"))
+    assert "1 cell(s) pool runs of different configurations (e.g. exact, B=32: 2 configs)" in notes
