@@ -37,7 +37,7 @@ def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
     spec = load_spec(name)
     quick = config.expand_suite(spec.suite("quick"))
     full = config.expand_suite(spec.suite("full"))
-    assert 1 <= len(quick) <= 25, f"{name}: quick budget must stay small ({len(quick)} runs)"
+    assert 1 <= len(quick) <= 40, f"{name}: quick budget must stay small ({len(quick)} runs)"
     assert len(full) >= len(quick)
     assert all(c["accelerator"] == "cpu" for c in quick)
     for c in quick:  # short: one epoch-ish or a few steps
@@ -191,7 +191,7 @@ def test_xconv_table1_quick_budget_on_mnist(tmp_path: Path) -> None:
                  "--data-dir", str(tmp_path / "data")]) == 0
     spec = load_spec("xconv-table1")
     ours = ours_table(spec, spec.draw[0], load_results(out))
-    assert len(ours) == 12
+    assert len(ours) == 12 and (ours["n"] == 3).all()
     stats = compare(ours, published_table(spec, spec.draw[0]))
     assert stats["row_order_ours"][0] == "exact" and stats["row_order_ours"][-1] == "r=2"
     assert ours.loc[ours["row"] == "exact", "mean"].min() >= 0.93
