@@ -1,11 +1,7 @@
 """Gradient check: one batch, an estimator's gradient against BP's.
 
-Definitions (g = BP gradient, ĝ = estimate, both flattened over every trainable parameter):
-
-* ``cosine``         = ⟨ĝ, g⟩ / (‖ĝ‖ ‖g‖)
-* ``relative_error`` = ‖ĝ − g‖ / ‖g‖
-* ``norm_ratio``     = ‖ĝ‖ / ‖g‖
-* with R > 1 repeats (independent noise: the estimator's step counter advances), the numbers above are
+``cosine``, ``relative_error`` and ``norm_ratio`` are those of ``suite.metrics.gradient_quality``
+(the numbers the runner records during training). With R > 1 repeats (independent noise: the estimator's step counter advances), the numbers above are
   averaged over repeats, ``cosine_of_mean`` compares the mean estimate ḡ with g, and
   ``variance`` = (1/R) Σ_r ‖ĝ_r − ḡ‖² (total variance, summed over parameters), with
   ``relative_variance`` = variance / ‖g‖².
@@ -21,24 +17,13 @@ from torch import nn
 
 from estimators import get_estimator
 
+from .metrics.gradient_quality import compare
+
 
 def flat_grads(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copy of every trainable parameter's ``.grad`` (float64, flattened), by parameter name."""
     return {n: p.grad.detach().double().flatten().clone() for n, p in model.named_parameters()
             if p.requires_grad and p.grad is not None}
-
-
-def compare(estimate: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """cosine, relative_error and norm_ratio of ``estimate`` against ``reference`` (see module doc)."""
-    ref_norm = reference.norm()
-    est_norm = estimate.norm()
-    tiny = torch.finfo(reference.dtype).tiny
-    cosine = (estimate @ reference) / (est_norm * ref_norm).clamp_min(tiny)
-    return {
-        "cosine": float(cosine),
-        "relative_error": float((estimate - reference).norm() / ref_norm.clamp_min(tiny)),
-        "norm_ratio": float(est_norm / ref_norm.clamp_min(tiny)),
-    }
 
 
 def gradient_check(model: nn.Module, loss_fn: Any, inputs: torch.Tensor, targets: torch.Tensor,
