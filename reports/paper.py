@@ -231,19 +231,26 @@ def _metric_values(runs: pd.DataFrame, item: dict[str, Any]) -> pd.Series:
     return values / _MIB if item.get("unit") == "MiB" else values
 
 
+def table_runs(item: dict[str, Any], results: Results) -> pd.DataFrame:
+    """One row per completed run of a ``table`` item: ``row, col, x, value, variant``."""
+    runs = select_runs(results, item.get("where"))
+    if runs.empty:
+        return pd.DataFrame(columns=["row", "col", "x", "value", "variant"])
+    frame = pd.DataFrame({"row": runs.apply(lambda r: format_label(r, item["row"]), axis=1),
+                          "x": runs.apply(lambda r: field_value(r, item["col"]), axis=1),
+                          "value": _metric_values(runs, item), "variant": runs["variant"]}).dropna()
+    frame["x"] = frame["x"].astype(float)
+    frame["col"] = frame["x"].map(lambda x: _col_label(item, x))
+    return frame[["row", "col", "x", "value", "variant"]]
+
+
 def ours_table(spec: PaperSpec, item: dict[str, Any], results: Results) -> pd.DataFrame:
     """Long frame ``row, col, x, mean, ci95, n, variants`` of our runs for a ``table`` item (``variants``:
     distinct configurations pooled in the cell — more than one means the folder mixes settings)."""
-    runs = select_runs(results, item.get("where"))
-    if runs.empty:
-        return pd.DataFrame(columns=_OURS_COLUMNS)
-    runs = runs.assign(_row=runs.apply(lambda r: format_label(r, item["row"]), axis=1),
-                       _x=runs.apply(lambda r: field_value(r, item["col"]), axis=1),
-                       _v=_metric_values(runs, item)).dropna(subset=["_row", "_x", "_v"])
     rows = []
-    for (row, x), group in runs.groupby(["_row", "_x"]):
-        mean, half, n = mean_ci(group["_v"].tolist())
-        rows.append({"row": row, "col": _col_label(item, x), "x": float(x), "mean": mean, "ci95": half, "n": n,
+    for (row, col, x), group in table_runs(item, results).groupby(["row", "col", "x"]):
+        mean, half, n = mean_ci(group["value"].tolist())
+        rows.append({"row": row, "col": col, "x": x, "mean": mean, "ci95": half, "n": n,
                      "variants": group["variant"].nunique()})
     return pd.DataFrame(rows, columns=_OURS_COLUMNS)
 
@@ -324,14 +331,14 @@ def _draw_table(spec: PaperSpec, item: dict[str, Any], results: Results, figures
             blocks.append(Table(_pivot(both, "text", order), "Ours − published, on the cells both have."))
         stats = compare(ours, published)
         blocks.append(Note(_comparison_text(stats)))
-    long = pd.concat([ours.assign(source="ours", value=ours["mean"]),
-                      published.assign(source="published")], ignore_index=True)
+    per_run = table_runs(item, results)  # per seed, so the figure shows a 95% band over seeds
+    long = pd.concat([per_run.assign(source="ours"), published.assign(source="published")], ignore_index=True)
     long = long.rename(columns={"row": item.get("row_name", "series")})
     path = plots.line_figure(long, figures / f"{stem}.png", x="x", y="value", hue=item.get("row_name", "series"),
                              col="source" if not published.empty else None, logx=True, sharex=True,
                              xlabel=item.get("col_name", item["col"]), ylabel=item.get("ylabel", title))
-    blocks.insert(0, Figure(f"{figures.name}/{path.name}", f"{title}: ours" +
-                            (" (left) beside the published numbers (right)." if not published.empty else ".")))
+    blocks.insert(0, Figure(f"{figures.name}/{path.name}", f"{title}: ours (mean over seeds, band = 95% CI)" +
+                            (" beside the published numbers (right)." if not published.empty else ".")))
     return blocks
 
 
