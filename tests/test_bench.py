@@ -68,6 +68,14 @@ def test_forward_plans_count_the_rows_and_blocks_each_injection_runs() -> None:
                         share_head=share_head) == pytest.approx(clean * (1 + 3 * k), rel=1e-5)
 
 
+def test_allocator_check_reports_the_largest_gap() -> None:
+    from suite.bench.lr_memory import allocator_check
+
+    assert allocator_check([]) is None                     # CPU: nothing to compare
+    got = allocator_check([(100, 104), (200, 230)])
+    assert got is not None and got["max_relative_gap"] == pytest.approx(0.15) and got["within"] is False
+
+
 def test_targets_are_checked_in_their_direction() -> None:
     got = check_targets({"ulr_over_floor": 1.2, "prefix_speedup": 1.7, "alr_noise_bits_per_element": 1.0,
                          "lr_mem_over_bp": None, "xconv_net_mem_saving": float("nan"), "harness_overhead": 1.0})
