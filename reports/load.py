@@ -142,7 +142,8 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series:
-    """Readable name per run: the estimator plus the config values that vary among that estimator's runs.
+    """Readable name per run: the estimator plus the config values that vary among that estimator's runs
+    on the same task (model options of other tasks never leak into a label).
 
     ``exclude`` names config keys (display names, e.g. ``copies``) left out of the label because a figure
     shows them on an axis. Boolean switches print as their name when on and are omitted when off;
@@ -150,7 +151,7 @@ def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series
     """
     exclude = set(exclude) | {"task", "estimator"}
     labels = pd.Series(index=runs.index, dtype=object)
-    for estimator, group in runs.groupby("estimator", sort=False):
+    for (_, estimator), group in runs.groupby(["task", "estimator"], sort=False):
         varying = [c for c in config_columns(group)
                    if _display_key(c) not in exclude and group[c].astype(str).nunique(dropna=False) > 1]
         for idx, row in group.iterrows():

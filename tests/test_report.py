@@ -39,7 +39,11 @@ def test_load_results_frames(results_dir: Path) -> None:
     assert sorted(ulr["copies"].unique()) == [4.0, 16.0, 64.0]
     # Labels name exactly the settings that vary among one estimator's runs.
     assert "ulr (copies=64, sigma=0.01, baseline=clean, antithetic)" in set(ulr["label"])
-    assert set(results.runs.loc[results.runs["estimator"] == "bp", "label"]) == {"bp"}
+    bp = results.runs[results.runs["estimator"] == "bp"]
+    assert set(bp.loc[bp["task"] != "digits-vit", "label"]) == {"bp"}  # nothing varies there
+    # labels are per task: the ViT depth sweep never leaks into the other tasks' labels
+    assert set(bp.loc[bp["task"] == "digits-vit", "label"]) == {"bp (depth=1)", "bp (depth=2)", "bp (depth=4)"}
+    assert sorted(bp.loc[bp["task"] == "digits-vit", "depth"]) == [1.0, 2.0, 4.0]
     # Seeds of one variant share the variant hash.
     bp_mlp = results.runs[(results.runs["estimator"] == "bp") & (results.runs["task"] == "digits-mlp")]
     assert bp_mlp["variant"].nunique() == 1 and len(bp_mlp) == 3
@@ -90,7 +94,7 @@ def test_report_files_and_sections(report_dir: Path) -> None:
     figures = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
     assert {"accuracy_vs_epoch.png", "accuracy_vs_time.png", "performance_profile.png",
             "gradient_quality_vs_copies.png", "gradient_quality_vs_probes.png", "memory_throughput_vs_copies.png",
-            "memory_throughput_vs_batch_size.png", "robustness_attacks.png",
+            "memory_throughput_vs_batch_size.png", "memory_throughput_vs_depth.png", "robustness_attacks.png",
             "robustness_corruptions.png"} <= set(figures)
     for name in figures:  # every figure is a real PNG and is shown on the page
         assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

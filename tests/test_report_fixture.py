@@ -1,7 +1,7 @@
 """A synthetic results folder shaped like docs/RESULTS.md, for the report and paper tests.
 
-``write_synthetic_results(root)`` writes ``root/runs/*.json``: two tasks; bp, ulr (copies × three
-variance-reduction settings), alr, xconv (probes × batch); several seeds; history, memory, throughput,
+``write_synthetic_results(root)`` writes ``root/runs/*.json``: three tasks; bp, ulr (copies × three
+variance-reduction settings), alr, xconv (probes × batch), a ViT depth sweep; several seeds; history, memory, throughput,
 gradient quality and robustness; one failed and one diverged run. The numbers follow simple laws
 (cosine grows with copies, memory with copies/probes) so figures look like real ones.
 """
@@ -120,6 +120,11 @@ def synthetic_records() -> list[dict[str, Any]]:
         for batch in (32, 64):
             records.append(make_record("digits-cnn", "xconv", {"probes": probes}, 0, quality=(probes / 32) ** 0.3,
                                        memory=1e6 + probes * batch * 200, batch_size=batch))
+    for depth in (1, 2, 4):  # a depth sweep: memory and throughput against depth
+        for estimator, options in (("bp", {}), ("ulr", {"copies": 16, "sigma": 0.01, "baseline": "clean"})):
+            records.append(make_record("digits-vit", estimator, options, 0, quality=0.9 if estimator == "bp" else 0.5,
+                                       memory=(1.0 + depth) * (4e5 if estimator == "bp" else 3e5),
+                                       model_options={"depth": depth, "dim": 32}))
     records.append(make_record("digits-cnn", "ulr", {"copies": 16, "sigma": 0.01, "baseline": "clean"}, 0,
                                quality=0.4, status="failed",
                                message="UnsupportedModuleError: module '3' (MaxPool3d) is not supported"))
