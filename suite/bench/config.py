@@ -31,7 +31,7 @@ class BenchConfig:
     device: str = "cpu"
     threads: int = 1
     seed: int = 0
-    rounds: int = 15
+    rounds: int = 21
     sigma: float = 0.01
     speed_depth: int = 6
     speed_mlp: NetSize = NetSize(width=256, batch=32, image=16)

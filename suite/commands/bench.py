@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the whole record as one JSON object")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads during the bench (default: 1 on cpu, unchanged on cuda)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 15; quick 5)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 21; quick 5)")
     p.add_argument("--skip", action="append", default=[], metavar="MEASUREMENT",
                    help="skip a measurement (repeatable): speed, lr_memory, noise_bits, xconv_memory, harness")
     p.add_argument("--no-malloc-tuning", action="store_true",
