@@ -330,12 +330,7 @@ def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         if not path.is_file():
             names = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
             raise UserError(f"no suite or config file '{text}'; built-in suites: {names}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise UserError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', None) or exc}") from None
+        data = read_yaml(path, what=f"malformed YAML in {path}")
     if not isinstance(data, Mapping):
         raise UserError(f"a suite must be a YAML mapping, got {type(data).__name__}")
     if "grid" not in data and "runs" not in data:  # a single-run config file
@@ -432,6 +427,25 @@ def _rule_matches(config: Mapping[str, Any], match: Mapping[str, Any], where: st
         if actual not in (wanted if isinstance(wanted, list) else [wanted]):
             return False
     return True
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; a syntax error becomes one UserError line: ``{what} at line L, column C: problem``."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{what}{where}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def check_extra_tokens(extra: list[str], command: str) -> list[str]:
+    """Tokens argparse left over must be ``key=value`` overrides; anything else is one UserError line."""
+    bad = [t for t in extra if t.startswith("-") or "=" not in t]
+    if bad:
+        raise UserError(f"unrecognized argument '{bad[0]}' (overrides look like key=value; "
+                        f"see 'lrbench {command} --help')")
+    return list(extra)
 
 
 def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, Any] | Sequence[str] = (),

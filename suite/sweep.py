@@ -51,8 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .config import read_yaml
 from .errors import UserError, user_error_types
 
 METHODS = ("grid", "random", "bayes")
@@ -228,12 +227,7 @@ def load_sweep(path: str | Path) -> Sweep:
         else:
             names = ", ".join(sorted(p.stem for p in (Path(__file__).resolve().parent / "sweeps").glob("*.yaml")))
             raise UserError(f"no sweep file '{path}'; built-in sweeps: {names}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise _fail(str(path), f"malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml(path, what=f"sweep {path}: malformed YAML")
     return parse_sweep(data, str(path))
 
 

@@ -45,15 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import expand_suite, parse_assignments
-    from ..errors import UserError
+    from ..config import check_extra_tokens, expand_suite, parse_assignments
     from ..results import is_done, run_id
 
     # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
-    extra = list(getattr(args, "extra", []) or [])
-    bad = [t for t in extra if t.startswith("-") or "=" not in t]
-    if bad:
-        raise UserError(f"unrecognized argument '{bad[0]}' (overrides look like key=value; see 'lrbench run --help')")
+    extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "run")
     overrides = parse_assignments([*args.overrides, *extra], "override")
     out = args.out or overrides.pop("out", None)
     if args.data_dir is not None:

@@ -44,14 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import sweep as sweeps
-    from ..config import parse_assignments
-    from ..errors import UserError
+    from ..config import check_extra_tokens, parse_assignments
     from ..results import is_done, run_id
 
-    extra = list(getattr(args, "extra", []) or [])
-    bad = [t for t in extra if t.startswith("-") or "=" not in t]
-    if bad:
-        raise UserError(f"unrecognized argument '{bad[0]}' (overrides look like key=value; see 'lrbench sweep --help')")
+    extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "sweep")
     spec = sweeps.load_sweep(args.file)
     tokens = [*args.overrides, *extra]
     out_dir = Path(args.out or Path(DEFAULT_OUT) / spec.name).expanduser()
