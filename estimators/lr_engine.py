@@ -139,6 +139,14 @@ def per_block(name: str, value: Any, count: int) -> list[Any]:
     return [value] * count
 
 
+def first_module(module: nn.Module) -> nn.Module:
+    """The module an ``nn.Sequential`` (nested, with Sequential's own ``forward``) calls first on its
+    input; ``module`` itself otherwise."""
+    while isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward and len(module):
+        module = module[0]
+    return module
+
+
 def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
     for block in blocks:
         x = block(x)
@@ -293,7 +301,7 @@ class LikelihoodRatioEstimator(Estimator):
                           else [(plan.slots, copies[0] if copies else 1)])
                 with frozen_batchnorm_stats(plan.batchnorms):
                     for slots, k in groups:
-                        ctx.noisy_passes(model, inputs, k, slots, clean_losses)
+                        ctx.noisy_passes(model, inputs, k, slots, clean_losses, first_module(model))
         by_id = {id(p): p for _, p in trainable_parameters(model)}
         for pid, grad in totals.grads.items():
             set_grad(by_id[pid], grad)
@@ -342,7 +350,7 @@ class LikelihoodRatioEstimator(Estimator):
                 if not keep_inputs and i in position:
                     with frozen_batchnorm_stats(plan.batchnorms):
                         ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), h, copies[position[i]],
-                                         plan.slots_of(position[i]), clean_losses)
+                                         plan.slots_of(position[i]), clean_losses, first_module(blocks[i]))
                 block_inputs.append(h if keep_inputs else None)
                 h = clean_block(i, h)
         if clean_losses is None:
@@ -355,7 +363,7 @@ class LikelihoodRatioEstimator(Estimator):
                 for i, j in position.items():
                     source, block_inputs[i] = block_inputs[i], None
                     ctx.noisy_passes(lambda x, i=i: run_blocks(blocks[i:], x), source, copies[j],
-                                     plan.slots_of(j), clean_losses)
+                                     plan.slots_of(j), clean_losses, first_module(blocks[i]))
         return clean_losses
 
     # ------------------------------------------------------------------ accounting
@@ -401,11 +409,13 @@ class LikelihoodRatioEstimator(Estimator):
         for rec in records:
             slot = rec.slot
             score = codec.score(rec)
-            w = (weights / sigma).to(score.dtype).view(-1, *([1] * len(rec.unit_shape)))
-            grad_output = score.mul_(w)
+            w = (weights / sigma).to(score.dtype)
             inp = rec.input
-            if rec.shared_input:
-                grad_output = grad_output.view(rec.layout.samples, rec.layout.copies, *rec.unit_shape).sum(1)
+            if rec.shared_input:       # Σ_k w_ik·score_ik per sample: one batched GEMV, no B·K temporary
+                s, k = rec.layout.samples, rec.layout.copies
+                grad_output = torch.bmm(w.view(s, 1, k), score.view(s, k, -1)).view(s, *rec.unit_shape)
+            else:
+                grad_output = score.mul_(w.view(-1, *([1] * len(rec.unit_shape))))
             if rec.input_version >= 0 and inp._version != rec.input_version:
                 raise EstimatorError(f"the input of module '{slot.name}' was modified in place after the call; "
                                      "LR needs it intact (avoid in-place ops on a module's input)")
@@ -437,24 +447,31 @@ class _StepContext:
         self.hooks: PerturbationHooks | None = None
 
     def noisy_passes(self, forward: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor, copies: int,
-                     slots: list[ModuleSlot], clean_losses: torch.Tensor | None) -> None:
+                     slots: list[ModuleSlot], clean_losses: torch.Tensor | None,
+                     entry: nn.Module | None = None) -> None:
         """All passes of one injection group (the whole net, or one block): K copies of each of the B
         samples of ``source``, in copy-aligned chunks; gradients are computed as soon as a chunk's losses
-        are known and its stored inputs/noise are freed."""
+        are known and its stored inputs/noise are freed. ``entry``: the module ``forward`` calls first on
+        its input (``first_module``); when it is an active row-wise slot, ``forward`` is fed the
+        un-replicated prefix and that slot replicates its own output (head sharing, ``PerturbationHooks``)."""
         est, opts, hooks = self.est, self.est.opts, self.hooks
         assert hooks is not None
         if not slots:
             return
         active = {s.index for s in slots}
+        head = next((s.index for s in slots if s.module is entry and hooks.shares_head(s)), None)
         total_rows = self.batch * copies
         layouts = chunk_layouts(self.batch, copies, opts["chunk"], est.min_copies_per_pass(),
                                 2 if opts["antithetic"] else 1)
         for group, (s0, s1, k) in enumerate(layouts):
             layout = PassLayout(s1 - s0, k, group)
             prefix = source[s0:s1]
-            replicated = [prefix.repeat_interleave(k, dim=0) if k > 1 else prefix]
+            fed_prefix = head is not None and k > 1
+            replicated = [prefix if fed_prefix or k == 1 else prefix.repeat_interleave(k, dim=0)]
             targets = self.targets[s0:s1].repeat_interleave(k, dim=0)
-            hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step, weakref.ref(replicated[0]), prefix))
+            hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step,
+                                  None if fed_prefix else weakref.ref(replicated[0]), prefix,
+                                  head=head if fed_prefix else None))
             try:       # hand over the only reference: the replicated input dies once its consumers are done
                 outputs = forward(replicated.pop())
             finally:

@@ -136,12 +136,26 @@ class NoisyPass:
     prefix: torch.Tensor | None                # it dies after its first use; ``prefix``: its source rows
     records: list[CallRecord] = field(default_factory=list)
     calls: dict[int, int] = field(default_factory=dict)
+    head: int | None = None                    # slot fed ``prefix`` itself as the pass's input (head sharing)
+    shrunk: int | None = None                  # slot whose call in flight runs on ``prefix``
     sigma_stat: dict[int, torch.Tensor] = field(default_factory=dict)   # block -> Σ(ε·score − 1) per row
+
+
+# Modules whose output row n depends on input row n only (deterministically): when such a module's input
+# is the pass's prefix replicated copy-wise, its clean output is the same for every copy of a sample.
+ROW_WISE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm)
 
 
 class PerturbationHooks:
     """Context manager installing one forward hook per slot (removed on exit). Between ``begin(pass)``
-    and ``end()`` the hooks of the pass's active slots perturb and record; otherwise they do nothing."""
+    and ``end()`` the hooks of the pass's active slots perturb and record; otherwise they do nothing.
+
+    Head sharing: an active row-wise slot (``ROW_WISE_TYPES``, exact type, closed-form rule) called on the
+    pass's replicated prefix runs on the prefix itself (B rows instead of B·K: a forward pre-hook swaps
+    the input), and its output is replicated copy-wise before the noise is added — the same numbers as
+    running it on the replicated input, at 1/K of the cost. When the caller knows that slot is the first
+    module of the pass (``NoisyPass.head``), the pass is fed the prefix and nothing is replicated before it.
+    """
 
     def __init__(self, slots: list[ModuleSlot], codec: NoiseCodec, seed: int, track_sigma_stat: bool) -> None:
         self.slots = slots
@@ -153,6 +167,8 @@ class PerturbationHooks:
 
     def __enter__(self) -> PerturbationHooks:
         for slot in self.slots:
+            if self.shares_head(slot):
+                self.handles.append(slot.module.register_forward_pre_hook(self._pre_hook(slot)))
             self.handles.append(slot.module.register_forward_hook(
                 self._hook(slot), with_kwargs=slot.needs_call_inputs))
         return self
@@ -171,6 +187,25 @@ class PerturbationHooks:
         done, self.current = self.current, None
         return done
 
+    def shares_head(self, slot: ModuleSlot) -> bool:
+        """Whether ``slot`` can be a pass's head (``NoisyPass.head``): row-wise, with a pre-hook."""
+        return type(slot.module) in ROW_WISE_TYPES and not slot.needs_call_inputs
+
+    def _pre_hook(self, slot: ModuleSlot):  # noqa: ANN202 - a torch hook
+        def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
+            p = self.current
+            if p is None or slot.index not in p.active or not args:
+                return None
+            if p.head == slot.index and args[0] is p.prefix:     # fed the prefix itself
+                p.head, p.shrunk = None, slot.index
+                return None
+            if p.layout.copies > 1 and p.replicated is not None and args[0] is p.replicated():
+                p.shrunk = slot.index
+                return (p.prefix, *args[1:])
+            return None
+
+        return pre_hook
+
     def _hook(self, slot: ModuleSlot):  # noqa: ANN202 - a torch hook
         def hook(module: nn.Module, *hook_args: Any) -> Any:
             p = self.current
@@ -180,18 +215,24 @@ class PerturbationHooks:
                 args, kwargs, output = hook_args
             else:
                 (args, output), kwargs = hook_args, {}
-            return self._perturb(p, slot, args, kwargs, output)
+            shrunk = p.shrunk == slot.index
+            if shrunk:
+                p.shrunk = None
+            return self._perturb(p, slot, args, kwargs, output, shrunk)
 
         return hook
 
     def _perturb(self, p: NoisyPass, slot: ModuleSlot, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 output: Any) -> torch.Tensor:
+                 output: Any, shrunk: bool = False) -> torch.Tensor:
+        """Draw and add the noise of one call; record its input. ``shrunk``: the module ran on the prefix
+        (one row per sample); its output is replicated copy-wise in the same op that adds the noise."""
         rows = p.layout.rows
-        if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != rows:
+        expected = p.layout.samples if shrunk else rows
+        if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != expected:
             got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise EstimatorError(
                 f"module '{slot.name}' ({type(slot.module).__name__}) returned {got}; LR needs a tensor whose "
-                f"first dimension is the {rows} rows in flight (batch-first modules)")
+                f"first dimension is the {expected} rows in flight (batch-first modules)")
         call_index = p.calls.get(slot.index, 0)
         p.calls[slot.index] = call_index + 1
         key = counter_seed(self.seed, p.step, slot.index, call_index, p.layout.group)
@@ -202,7 +243,7 @@ class PerturbationHooks:
             prev = p.sigma_stat.get(slot.block)
             p.sigma_stat[slot.block] = stat if prev is None else prev + stat
         first = args[0] if args else None
-        shared = p.replicated is not None and first is not None and first is p.replicated()
+        shared = shrunk or (p.replicated is not None and first is not None and first is p.replicated())
         if slot.needs_call_inputs:
             stored: Any = CallInputs(tuple(_detach(a) for a in args), {k: _detach(v) for k, v in kwargs.items()})
             version = -1
@@ -212,6 +253,9 @@ class PerturbationHooks:
         p.records.append(CallRecord(slot, call_index, stored, shared, version, key, p.layout, unit_shape,
                                     output.dtype, output.device, self.codec.keep(eps)))
         sigma = p.sigma[slot.index]
+        if shrunk:                         # v_i + σ·ε_ik for every copy k, written once
+            per_sample = (p.layout.samples, p.layout.copies, *unit_shape)
+            return torch.add(output.unsqueeze(1), eps.view(per_sample), alpha=sigma).view(rows, *unit_shape)
         if slot.needs_call_inputs:         # an unknown module's output may alias its input
             return output + sigma * eps
         return output.add_(eps, alpha=sigma)

@@ -12,6 +12,7 @@ This module depends on torch only.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -147,20 +148,38 @@ def _bit_weights(device: torch.device) -> torch.Tensor:
     return _BIT_WEIGHTS[device]
 
 
+# Bit j of byte m holds element 8m + j. On a little-endian machine 8 consecutive 0/1 bytes read as one
+# int64 have element j's bit at position 8j; multiplying by _GATHER moves bit 8j to bit 56 + j (no carries:
+# the partial products land on distinct bits), so (x · _GATHER) >> 56 is the packed byte. Unpacking:
+# b · 0x0101…01 copies byte b into all 8 bytes; & _SPREAD keeps bit j in byte j; + 0x7F…7F carries a set
+# byte into its top bit (never across bytes); >> 7 & 0x01…01 leaves byte j = bit j of b.
+_GATHER = 0x0102040810204080
+_SPREAD = 0x8040201008040201 - (1 << 64)      # as a signed int64
+_LOW7 = 0x7F7F7F7F7F7F7F7F
+_ONES = 0x0101010101010101
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 def pack_signs(eps: torch.Tensor) -> torch.Tensor:
     """1 bit per element: bit j of byte m is [ε_{8m+j} > 0]; returns ⌈numel/8⌉ uint8 (zero-padded)."""
-    bits = (eps.reshape(-1) > 0).to(torch.uint8)
+    bits = (eps.reshape(-1) > 0).view(torch.uint8)
     pad = (-bits.numel()) % 8
     if pad:
         bits = torch.cat([bits, bits.new_zeros(pad)])
+    if _LITTLE_ENDIAN:
+        return (bits.view(torch.int64).mul(_GATHER) >> 56).to(torch.uint8)
     return (bits.view(-1, 8) * _bit_weights(bits.device)).sum(dim=1, dtype=torch.uint8)
 
 
 def unpack_signs(packed: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """Inverse of ``pack_signs``: s = 2·bit − 1 ∈ {−1, +1} of ``shape`` and ``dtype``."""
     numel = math.prod(shape)
-    bits = packed.unsqueeze(1).bitwise_and(_bit_weights(packed.device)).ne(0)
-    return bits.reshape(-1)[:numel].to(dtype).mul_(2).sub_(1).reshape(shape)
+    if _LITTLE_ENDIAN:
+        x = packed.to(torch.int64).mul_(_ONES).bitwise_and_(_SPREAD)
+        bits = x.add_(_LOW7).bitwise_right_shift_(7).bitwise_and_(_ONES).view(torch.uint8).reshape(-1)[:numel]
+    else:
+        bits = packed.unsqueeze(1).bitwise_and(_bit_weights(packed.device)).ne(0).reshape(-1)[:numel]
+    return bits.to(dtype).mul_(2).sub_(1).reshape(shape)
 
 
 def signs_of(eps: torch.Tensor) -> torch.Tensor:
