@@ -18,6 +18,8 @@ def _install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast test suite (the slow Monte-Carlo/training cases are behind the 'slow' marker)."""
     _install(session)
+    # test-only oracle for the attacks; it pins requests~=2.25.1, hence --no-deps (never a runtime dependency)
+    session.install("--no-deps", "torchattacks")
     session.run("pytest", *session.posargs)
 
 
