@@ -95,3 +95,15 @@ def test_module_entry_point_and_usage_error() -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "invalid choice" in proc.stderr
+
+
+def test_run_without_out_writes_under_results(capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:
+    """`lrbench run quick` with no --out writes ./results/runs/<run_id>.json (the README's main command)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "run", "quick", "--only", "task=digits-mlp", "--only", "estimator=bp",
+                           "max_epochs=1", "max_steps=3", "--no-progress")
+    assert code == 0, err
+    records = list((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(records) == 1
+    assert json.loads(records[0].read_text())["status"] == "completed"
+    assert not (tmp_path / "None").exists()

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "run")
     overrides = parse_assignments([*args.overrides, *extra], "override")
-    out = args.out or overrides.pop("out", None)
+    out_override = overrides.pop("out", None)
+    out = args.out or out_override or DEFAULT_OUT
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
