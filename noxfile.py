@@ -34,7 +34,7 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the whole project."""
     session.install("ruff")
-    session.run("ruff", "check", "estimators", "tasks", "suite", "reports", "tests", "noxfile.py")
+    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "noxfile.py")
 
 
 @nox.session
@@ -64,5 +64,5 @@ def sweep(session: nox.Session) -> None:
     """A study's sweep, offline: ``nox -s sweep -- FILE [key=value ...]`` (default: the xconv probes x batch
     grid on digits-cnn, into results/xconv-probes-batch). The sweep tests run first."""
     _install(session)
-    session.run("pytest", "tests/test_sweep.py")
+    session.run("pytest", "tests/suite/test_sweep.py")
     session.run("lrbench", "sweep", *(session.posargs or ["xconv_probes_batch"]), "--offline")

@@ -1,6 +1,6 @@
 """lrbench.estimators: gradient estimators behind one interface (depends on torch only).
 
-    from estimators import get_estimator
+    from lrbench.estimators import get_estimator
     est = get_estimator("ulr", copies=64, sigma=0.01)
     loss, logs = est.estimate(model, loss_fn, inputs, targets)   # sets p.grad for every trainable p
 """

@@ -146,6 +146,13 @@ class Estimator:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    #: Where the estimator's randomness lives, which decides how ranks seed it in data-parallel training:
+    #: ``"sample"`` (per-sample noise: every rank draws its own), ``"weight"`` (one direction in weight
+    #: space shared by the whole batch: every rank must draw the same), ``"none"`` (deterministic).
+    noise_scope: ClassVar[str] = "sample"
+    #: The option that counts the estimator's independent copies (split across ranks in copy-parallel
+    #: training), or ``None`` when it has none.
+    copies_option: ClassVar[str | None] = None
 
     def __init__(self, **opts: Any) -> None:
         self.opts = self.resolve_options(opts)
@@ -169,6 +176,13 @@ class Estimator:
 
     def check_options(self) -> None:
         """Cross-option checks (e.g. antithetic needs an even number of copies). Override as needed."""
+
+    def with_options(self, **changes: Any) -> Estimator:
+        """A new estimator of this class with ``changes`` applied to the options, validated again (types,
+        bounds and cross-option checks) and with this one's state (step counter, ...) carried over."""
+        twin = type(self)(**{**self.opts, **changes})
+        twin.load_state_dict(self.state_dict())
+        return twin
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

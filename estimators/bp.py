@@ -14,6 +14,7 @@ class Backprop(Estimator):
     """ĝ = ∇_θ (1/B) Σ_i ℓ_i computed by ``loss.mean().backward()``."""
 
     name = "bp"
+    noise_scope = "none"
     description = "backpropagation (autograd): the exact reference gradient"
     options = {}
 

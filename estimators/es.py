@@ -62,6 +62,8 @@ class EvolutionStrategies(Estimator):
     """Weight-noise LR: θ̃_k = θ + σE_k, ĝ = (1/K) Σ_k (ℓ_k − b)·E_k/σ (see ``weight_noise_estimate``)."""
 
     name = "es"
+    noise_scope = "weight"
+    copies_option = "copies"
     description = "evolution strategies / weight-noise likelihood ratio: score-function estimate over K perturbed copies of the weights"
     options = {
         "copies": Option(16, "int", "K: perturbed copies of the weights (forward passes) per step", minimum=1),

@@ -224,6 +224,9 @@ class StepTotals:
 class LikelihoodRatioEstimator(Estimator):
     """Output-noise LR estimator; subclasses choose ``encoding`` ('full' = ULR, 'sign' = ALR)."""
 
+    noise_scope = "sample"
+    copies_option = "copies"
+
     encoding: ClassVar[str] = "full"
     options = LR_OPTIONS
 

@@ -22,6 +22,8 @@ class SPSA(Estimator):
     """
 
     name = "spsa"
+    noise_scope = "weight"
+    copies_option = "directions"
     description = "SPSA / MeZO: two-point finite differences along n random directions, in-place and seed-regenerated"
     options = {
         "eps": Option(1e-3, "float", "ε: perturbation scale of the two-point difference", exclusive_minimum=0.0),

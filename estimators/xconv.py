@@ -261,6 +261,7 @@ class XConv(Estimator):
     """
 
     name = "xconv"
+    noise_scope = "sample"
     description = "low-memory backprop: conv layers store a random sketch Z^T X + seed, weight gradient by randomized trace estimation"
     options = {
         "probes": Option(16, "int", "r: probe vectors per sketch", minimum=1),

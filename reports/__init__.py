@@ -3,7 +3,7 @@
 Reads ``DIR/runs/*.json`` (schema in docs/RESULTS.md) with pandas and never imports torch, so a report
 can be rebuilt on any machine from a results folder::
 
-    from reports import build_report
+    from lrbench.reports import build_report
     build_report("results/", "results/report")      # -> results/report/index.html
 
 Attributes are imported lazily so that ``reports.errors`` stays cheap to import (the CLI needs only it).

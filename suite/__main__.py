@@ -1,4 +1,4 @@
-"""``python -m suite`` is the same as ``lrbench``."""
+"""``python -m lrbench.suite`` is the same as ``lrbench``."""
 
 from .cli import entry
 

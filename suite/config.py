@@ -233,8 +233,8 @@ def _check_values(config: dict[str, Any]) -> None:
 
 def _check_against_task_and_estimator(config: dict[str, Any]) -> None:
     """Unknown task/estimator/option and invalid model options raise one-line errors."""
-    from estimators import EstimatorError, estimator_class
-    from tasks import get_task
+    from lrbench.estimators import EstimatorError, estimator_class
+    from lrbench.tasks import get_task
 
     cls = estimator_class(config["estimator"])
     resolved = cls.resolve_options(config["estimator_options"])
@@ -269,9 +269,9 @@ def _check_robustness(config: dict[str, Any], spec: Any) -> None:
     import importlib
     import importlib.util
 
-    if importlib.util.find_spec("suite.robustness") is None:
+    if importlib.util.find_spec("lrbench.suite.robustness") is None:
         raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    evaluate = importlib.import_module("suite.robustness.evaluate")
+    evaluate = importlib.import_module("lrbench.suite.robustness.evaluate")
     check = getattr(evaluate, "resolve_settings", None)
     if check is not None:
         check(spec.dataset, dict(config["robustness"]), config["seed"])
@@ -289,14 +289,14 @@ def _plain(value: Any) -> Any:
 @functools.lru_cache(maxsize=256)
 def _check_model_options(task: str, options_json: str) -> None:
     """Build the model once per (task, model_options): bad options raise TaskError/TypeError."""
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     get_task(task).build_model(**json.loads(options_json))
 
 
 def task_defaults(task: str, estimator: str) -> dict[str, Any]:
     """Defaults a task spec provides: training hyper-parameters and ``estimator_defaults[estimator]``."""
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     spec = get_task(task)
     out: dict[str, Any] = {}
@@ -370,7 +370,7 @@ def _seeds(value: Any, where: str) -> list[int]:
 
 def _apply_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """CLI overrides; ``estimator_options.X`` only reaches estimators that declare option X."""
-    from estimators import estimator_class
+    from lrbench.estimators import estimator_class
 
     declared = set(estimator_class(config["estimator"]).all_options()) if isinstance(config["estimator"], str) else set()
     for key, value in overrides.items():
@@ -493,7 +493,7 @@ def _estimator_option_overrides(overrides: Mapping[str, Any]) -> list[tuple[str,
 
 def _check_some_estimator_declares(key: str, combos: list[dict[str, Any]], data: Mapping[str, Any],
                                    overrides: Mapping[str, Any]) -> None:
-    from estimators import estimator_class
+    from lrbench.estimators import estimator_class
 
     option = key.split(".", 1)[1].split(".")[0]
     defaults = _mapping(data.get("defaults"), "'defaults'")

@@ -41,9 +41,9 @@ which the tests check.
   on the global batch (the coefficients are linear in the batch mean loss).
 * none — bp.
 
-An estimator class may declare ``noise_scope = "sample" | "weight" | "none"``; otherwise the table
-``NOISE_SCOPES`` decides, and an unknown estimator is treated as per-sample (independent noise is never
-biased; shared noise is only right for weight-space directions).
+Each estimator class declares its ``noise_scope`` (``"sample" | "weight" | "none"``; the base class's
+default is per-sample: independent noise is never biased, shared noise is only right for weight-space
+directions).
 
 **Copy-parallel mode** (``strategy=ddp_copies``, ``parallel_mode``): instead of batch shards, every rank
 takes the whole batch with K/R of the estimator's copies (``split_copies``) and its own noise stream; the
@@ -65,14 +65,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from estimators.seeding import counter_seed
+from lrbench.estimators.seeding import counter_seed
 
 DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024  # DDP's default bucket_cap_mb=25
-NOISE_SCOPES: dict[str, str] = {
-    "bp": "none",
-    "ulr": "sample", "alr": "sample", "xconv": "sample",
-    "es": "weight", "spsa": "weight", "fg": "weight",
-}
 _RANK_SALT = 0x52414E4B  # "RANK": keeps rank seeds apart from the estimator's own counter keys
 
 
@@ -212,12 +207,13 @@ def sync_after_estimate(model: torch.nn.Module, estimator: Any, loss: torch.Tens
 
 # --------------------------------------------------------------------------- noise seeds
 def noise_scope(estimator: Any) -> str:
-    """``"sample"``, ``"weight"`` or ``"none"``: where the estimator's noise lives (module docstring)."""
-    declared = getattr(estimator, "noise_scope", None)
-    if declared in ("sample", "weight", "none"):
-        return str(declared)
-    name = getattr(estimator, "name", estimator)
-    return NOISE_SCOPES.get(str(name), "sample")
+    """``"sample"``, ``"weight"`` or ``"none"``: where the estimator's noise lives, as its class declares
+    (``Estimator.noise_scope``); ``estimator`` is an estimator, its class or its registered name."""
+    if isinstance(estimator, str):
+        from lrbench.estimators import estimator_class
+
+        estimator = estimator_class(estimator)
+    return str(estimator.noise_scope)
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -255,7 +251,6 @@ def apply_rank_seed(estimator: Any, rank: int | None = None, mode: str = "data")
 # --------------------------------------------------------------------------- ranks, batches, launch
 SUPPORTED_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
 COPY_PARALLEL = "ddp_copies"  # lrbench's name: Lightning's ddp, every rank the whole batch, copies split
-COPY_OPTIONS = ("copies", "directions")  # the option holding an estimator's independent copies
 
 
 def parallel_mode(strategy: str) -> str:
@@ -276,20 +271,20 @@ def lightning_strategy(strategy: str) -> str:
 
 
 def copy_option(estimator: Any) -> str | None:
-    """The option that counts the estimator's independent copies (``copies``/``directions``), if any."""
-    opts = getattr(estimator, "opts", None)
-    if opts is None:  # a class
-        opts = estimator.all_options()
-    return next((k for k in COPY_OPTIONS if k in opts), None)
+    """The option that counts the estimator's independent copies, as its class declares
+    (``Estimator.copies_option``), or ``None``."""
+    return estimator.copies_option
 
 
-def split_copies(estimator: Any, world_size: int) -> None:
-    """Copy-parallel mode: give this rank K/R of the estimator's copies (each entry of a per-block list)."""
+def split_copies(estimator: Any, world_size: int) -> Any:
+    """Copy-parallel mode: the estimator this rank runs, with K/R of the copies (each entry of a per-block
+    list), re-validated by ``Estimator.with_options``."""
     key = copy_option(estimator)
     if world_size <= 1 or key is None:
-        return
+        return estimator
     value = estimator.opts[key]
-    estimator.opts[key] = [int(v) // world_size for v in value] if isinstance(value, list) else int(value) // world_size
+    per_rank = [int(v) // world_size for v in value] if isinstance(value, list) else int(value) // world_size
+    return estimator.with_options(**{key: per_rank})
 
 
 def check_parallel(config: dict[str, Any]) -> None:
@@ -304,13 +299,13 @@ def check_parallel(config: dict[str, Any]) -> None:
 
     strategy, devices = str(config["strategy"]).lower(), int(config["devices"])
     if strategy == COPY_PARALLEL:
-        from estimators import estimator_class
+        from lrbench.estimators import estimator_class
 
         world_size = devices * num_nodes_from_env()
         key = copy_option(estimator_class(config["estimator"]))
         if key is None:
             raise UserError(f"strategy '{COPY_PARALLEL}' splits an estimator's copies over ranks, but "
-                            f"'{config['estimator']}' has no {' or '.join(COPY_OPTIONS)} option; use strategy ddp")
+                            f"'{config['estimator']}' declares no copies option; use strategy ddp")
         value = config["estimator_options"].get(key)
         values = value if isinstance(value, list) else [value]
         if value is None or any(int(v) % world_size for v in values):

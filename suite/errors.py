@@ -11,12 +11,14 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type whose message is meant for the user (one line naming the fix)."""
-    from estimators import EstimatorError
-    from reports.errors import ReportError  # bad/missing results folder or paper spec
+    from lrbench.estimators import EstimatorError
+    from lrbench.reports.errors import ReportError  # bad/missing results folder or paper spec
 
     types: list[type[BaseException]] = [UserError, EstimatorError, ReportError]
     try:
-        from tasks import TaskError  # the tasks package defines its own (data missing, corrupt, unknown task)
+        from lrbench.tasks import (
+            TaskError,  # the tasks package defines its own (data missing, corrupt, unknown task)
+        )
 
         types.append(TaskError)
     except ImportError:  # pragma: no cover - tasks always ships TaskError

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from estimators import get_estimator
+from lrbench.estimators import get_estimator
 
 from .metrics.gradient_quality import compare
 

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from estimators import Estimator
+from lrbench.estimators import Estimator
 
 from . import distributed
 from .metrics.gradient_quality import GradientQuality

@@ -132,7 +132,7 @@ def _device(config: dict[str, Any]) -> torch.device:
 
 
 def _estimator(config: dict[str, Any]) -> Any:
-    from estimators import get_estimator
+    from lrbench.estimators import get_estimator
 
     options = dict(config["estimator_options"])
     options.setdefault("seed", config["seed"])
@@ -179,7 +179,7 @@ def measure_step_cost(model: torch.nn.Module, estimator: Any, config: dict[str, 
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from estimators import get_estimator
+    from lrbench.estimators import get_estimator
 
     from .lightning_module import build_optimizer
     from .metrics.memory import PeakMemory, state_tensors
@@ -203,16 +203,16 @@ def _robustness(config: dict[str, Any], model: torch.nn.Module, spec: Any, data:
     """``suite.robustness.robustness_metrics`` on the test split, when ``config["robustness"]`` is set."""
     if config["robustness"] is None:
         return None
-    if importlib.util.find_spec("suite.robustness") is None:
+    if importlib.util.find_spec("lrbench.suite.robustness") is None:
         raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    robustness = importlib.import_module("suite.robustness")
+    robustness = importlib.import_module("lrbench.suite.robustness")
     settings = dict(config["robustness"])
     surrogate = None
     source = settings.get("transfer_source")
     if source:
         device = next(model.parameters()).device
         path = resolve_checkpoint(str(source), out_dir)
-        loader = importlib.import_module("suite.robustness.checkpoints")
+        loader = importlib.import_module("lrbench.suite.robustness.checkpoints")
         surrogate, _ = loader.load_checkpoint_model(path, device=device, fallback_task=config["task"])
     x_test, y_test = data.test
     model.eval()
@@ -303,7 +303,7 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     from .lightning_module import EstimatorModule, TrainBatches
 
@@ -322,7 +322,7 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     parallel = distributed.parallel_mode(config["strategy"])  # data (batch shards) | copies (ddp_copies)
     world_size = config["devices"] * distributed.num_nodes_from_env()
     if parallel == "copies":
-        distributed.split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
+        estimator = distributed.split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
     steps_per_epoch = data.num_batches("train", config["batch_size"])
     total_steps = min(s for s in (config["max_steps"],
                                   config["max_epochs"] * steps_per_epoch if config["max_epochs"] else None) if s)
@@ -384,7 +384,7 @@ def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool
 def _check_data(configs: list[dict[str, Any]]) -> None:
     """Load each task's data once before any run: missing or corrupt data is a one-line TaskError now,
     not a failed record later."""
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     seen: set[tuple[str, Any]] = set()
     for config in configs:

@@ -1,6 +1,6 @@
 """lrbench.tasks: datasets, model families and task specs.
 
-    from tasks import get_task, list_tasks, TaskError
+    from lrbench.tasks import get_task, list_tasks, TaskError
     spec = get_task("digits-mlp")
     model = spec.build_model(widths=(32, 32))      # nn.Sequential of blocks; inputs in [0, 1]
     data = spec.load_data(data_dir=None, device="cpu")

@@ -47,8 +47,8 @@ def _timed(owner: Any, name: str, totals: dict[str, float], key: str, clock: Cal
 def ulr_step_breakdown(cfg: BenchConfig, net: BenchNet, estimator: Any) -> dict[str, float] | None:
     """Milliseconds per step: ``step``, ``forward_floor``, ``noise_draw``, ``local_vjps``, ``rest``."""
     try:
-        from estimators.lr_engine import LikelihoodRatioEstimator
-        from estimators.lr_hooks import NoiseCodec
+        from lrbench.estimators.lr_engine import LikelihoodRatioEstimator
+        from lrbench.estimators.lr_hooks import NoiseCodec
     except ImportError:
         return None
     if not (hasattr(NoiseCodec, "draw") and hasattr(LikelihoodRatioEstimator, "module_gradients")):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tasks.data import TaskData
+from lrbench.tasks.data import TaskData
 
 from .config import BenchConfig, lr_options
 from .models import make_net, per_row_cross_entropy
@@ -139,4 +139,4 @@ def measure_harness(cfg: BenchConfig, missing: set[str]) -> dict[str, Any] | Non
     return {"overhead": ratio, "fit_overhead": fit, "steps": cfg.harness_steps, "timed_steps":
             cfg.harness_steps - WARMUP_STEPS, "median_step_seconds": {
                 k: statistics.median(v) / (cfg.harness_steps - WARMUP_STEPS) for k, v in steps.items()},
-            "lightning_module": "suite.lightning_module.EstimatorModule via suite.runner.build_trainer"}
+            "lightning_module": "lrbench.suite.lightning_module.EstimatorModule via suite.runner.build_trainer"}

@@ -25,9 +25,9 @@ from .util import build_estimator
 
 def resnet18(image: int, classes: int = 10) -> tuple[nn.Module, str]:
     """The suite's ResNet-18 (``tasks.models.cnn.build_resnet18``, torchvision layout) for image² inputs."""
-    from tasks.models.cnn import build_resnet18
+    from lrbench.tasks.models.cnn import build_resnet18
 
-    return build_resnet18((3, image, image), classes), "tasks.models.cnn.build_resnet18"
+    return build_resnet18((3, image, image), classes), "lrbench.tasks.models.cnn.build_resnet18"
 
 
 def xconv_options(cfg: BenchConfig) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def parse_key_values(pairs: list[str], what: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from estimators import estimator_class
+    from lrbench.estimators import estimator_class
 
     options = parse_estimator_options(args.extra)
     options.setdefault("seed", str(args.seed))
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     from ..gradcheck import gradient_check
 

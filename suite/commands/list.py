@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "estimators":
-        from estimators import list_estimators
+        from lrbench.estimators import list_estimators
 
         items = list_estimators()
         if args.json:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
                 extra = f" (choices: {', '.join(map(str, spec['choices']))})" if "choices" in spec else ""
                 print(f"    --{opt.replace('_', '-'):18s} default {spec['default']!s:10s} {spec['help']}{extra}")
         return 0
-    from tasks import list_tasks
+    from lrbench.tasks import list_tasks
 
     specs = list_tasks()
     if args.json:

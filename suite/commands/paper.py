@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.paper import list_specs, load_spec
+    from lrbench.reports.paper import list_specs, load_spec
 
     if args.name == "list":
         for spec in list_specs():
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         status = _run_suite(spec, args, out)
         if args.dry_run:
             return 0
-    from reports import build_report
-    from reports.paper import paper_section_builder
-    from reports.sections import DEFAULT_SECTIONS
+    from lrbench.reports import build_report
+    from lrbench.reports.paper import paper_section_builder
+    from lrbench.reports.sections import DEFAULT_SECTIONS
 
     index = build_report(out, out / "report", title=f"lrbench paper: {spec.title}",
                          builders=(paper_section_builder(spec, args.budget), *DEFAULT_SECTIONS))

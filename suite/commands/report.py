@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports import build_report
+    from lrbench.reports import build_report
 
     index = build_report(Path(args.dir), args.out, title=args.title)
     print(f"report: {index}")

@@ -88,7 +88,7 @@ def _device(name: str):
 def evaluate_checkpoint(path: Path, args: argparse.Namespace, surrogate_path: Path | None,
                         settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, metrics.robustness) of one checkpoint."""
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     from ..robustness import robustness_metrics
     from ..robustness.checkpoints import load_checkpoint_model

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from estimators import Estimator, get_estimator
+from lrbench.estimators import Estimator, get_estimator
 
 
 def flat_grad(params: list[nn.Parameter]) -> torch.Tensor:

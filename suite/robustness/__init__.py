@@ -1,6 +1,6 @@
 """Robustness under attack: white-box FGSM / PGD-L∞ / PGD-L2, transfer from a BP surrogate, corruptions.
 
-    from suite.robustness import robustness_metrics
+    from lrbench.suite.robustness import robustness_metrics
     metrics = robustness_metrics(model, x_test, y_test, dataset="mnist", surrogate=bp_model, seed=0)
 
 returns the ``metrics.robustness`` object of docs/RESULTS.md. Attacks: ``attacks.py``; corruptions:

@@ -59,7 +59,7 @@ def load_checkpoint_model(path: str | Path, *, task: str | None = None, model_op
     """(model in eval mode on ``device``, config) where config has at least ``task`` and ``model_options``
     (and ``seed``, ``data_dir``, ``run_id`` when the checkpoint or its run record knows them).
     ``task`` overrides what the checkpoint says; ``fallback_task`` is used only when it says nothing."""
-    from tasks import get_task
+    from lrbench.tasks import get_task
 
     path = Path(path)
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Dataset registry: name -> :class:`DatasetInfo` (shape, classes, normalisation stats, loader).
 
-    from tasks.datasets import get_dataset, load_dataset
+    from lrbench.tasks.datasets import get_dataset, load_dataset
     data = load_dataset("digits", data_dir=None, device="cpu", seed=0)   # TaskData
 
 Every loader returns inputs scaled to [0, 1]; the per-channel ``mean``/``std`` are used by the models'

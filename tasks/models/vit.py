@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from estimators.modules import AddParameter, ClassToken
+from lrbench.estimators.modules import AddParameter, ClassToken
 
 from ..errors import TaskError
 from .layers import Normalize, PreNormResidual, make_activation

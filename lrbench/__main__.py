@@ -1,0 +1,5 @@
+"""``python -m lrbench`` is the same as the ``lrbench`` command."""
+
+from lrbench.suite.cli import entry
+
+entry()
