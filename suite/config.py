@@ -67,15 +67,16 @@ CONFIG_KEYS: dict[str, Any] = {
     "grad_quality_every": 50,
     "robustness": None,
     "init_from": None,
+    "budget": None,  # {unit, amount} or {unit, same_as}: a compute bound besides epochs/steps (suite/budget.py)
 }
 # Keys that never change a run's results: accepted, stored in the config, left out of the run id.
 RUNTIME_KEYS: dict[str, Any] = {"out": None, "data_dir": None, "progress": True, "wandb": None}
 ALL_KEYS = {**CONFIG_KEYS, **RUNTIME_KEYS}
-MAPPING_KEYS = ("estimator_options", "model_options", "robustness")
+MAPPING_KEYS = ("estimator_options", "model_options", "robustness", "budget")
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
 # ``spec.optimizer_options`` when given there).
 SPEC_DEFAULT_KEYS = ("batch_size", "lr", "optimizer", "max_epochs", "weight_decay", "lr_schedule")
-SUITE_KEYS = ("name", "description", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude", "seeds")
+SUITE_KEYS = ("name", "description", "extends", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude", "seeds")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "step")
@@ -207,8 +208,11 @@ def _check_values(config: dict[str, Any]) -> None:
     _int(config, "batch_size", 1)
     _int(config, "max_epochs", 1, allow_none=True)
     _int(config, "max_steps", 1, allow_none=True)
-    if config["max_epochs"] is None and config["max_steps"] is None:
-        raise UserError("one of 'max_epochs' and 'max_steps' must be set")
+    from .budget import check_budget
+
+    config["budget"] = check_budget(config["budget"], config)
+    if config["max_epochs"] is None and config["max_steps"] is None and config["budget"] is None:
+        raise UserError("one of 'max_epochs', 'max_steps' and 'budget' must be set")
     _int(config, "train_subset", 1, allow_none=True)
     _int(config, "seed", 0)
     _int(config, "devices", 1)
@@ -317,7 +321,7 @@ def task_defaults(task: str, estimator: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- suites
-def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+def load_suite(suite: Mapping[str, Any] | str | Path, _extending: tuple[str, ...] = ()) -> dict[str, Any]:
     """A suite mapping from a dict, a built-in name (``quick`` -> suite/suites/quick.yaml) or a YAML path."""
     if isinstance(suite, Mapping):
         data: Any = dict(suite)
@@ -340,7 +344,27 @@ def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     unknown = sorted(set(map(str, data)) - set(SUITE_KEYS))
     if unknown:
         raise UserError(f"unknown suite key '{unknown[0]}'; valid suite keys: {', '.join(SUITE_KEYS)}")
-    return dict(data)
+    return _extended(dict(data), seen=_extending)
+
+
+def _extended(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    """``extends: quick``: the named suite's keys under this one's; ``defaults``/``estimators``/``tasks``
+    merge key by key (this suite wins), ``rules`` append after the base's, other keys replace."""
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or base_name in seen:
+        raise UserError(f"'extends' must name another suite (no cycles), got {base_name!r}")
+    base = load_suite(base_name, (*seen, base_name))
+    out = dict(base)
+    for key, value in data.items():
+        if key in ("defaults", "estimators", "tasks"):
+            out[key] = {**_mapping(base.get(key), f"'{key}'"), **_mapping(value, f"'{key}'")}
+        elif key == "rules":
+            out[key] = [*(base.get("rules") or []), *(value or [])]
+        else:
+            out[key] = value
+    return out
 
 
 def _combinations(suite: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -484,7 +508,9 @@ def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, 
             if rid not in seen:  # identical runs listed twice run once
                 seen.add(rid)
                 configs.append(config)
-    return filter_runs(configs, only)
+    from .budget import resolve_reference_budgets
+
+    return filter_runs(resolve_reference_budgets(configs), only)
 
 
 def _estimator_option_overrides(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:

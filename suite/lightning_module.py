@@ -10,8 +10,9 @@ Under DDP every rank holds the global batch, estimates on its shard, and ``distr
 averages ``.grad`` (and the loss) over ranks before the optimizer step (suite/distributed.py). A
 non-finite loss raises :class:`Diverged`. At the end of every epoch the model is evaluated
 (``eval()`` mode, no grad, untimed) on the validation and test splits; the epoch's row of ``history`` is
-``{epoch, step, train_loss, val_accuracy, test_accuracy, wall_time}`` with ``train_loss`` the mean of the
-epoch's batch losses and ``wall_time`` the training clock (:mod:`suite.metrics.throughput`).
+``{epoch, step, train_loss, val_accuracy, test_accuracy, wall_time, forward_passes, flops, cpu_seconds}``
+with ``train_loss`` the mean of the epoch's batch losses, ``wall_time`` the training clock
+(:mod:`suite.metrics.throughput`) and the last three the cumulative cost (:mod:`suite.metrics.cost`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from lrbench.estimators import Estimator
 
 from . import distributed
+from .metrics.cost import CostMeter
 from .metrics.gradient_quality import GradientQuality
 from .metrics.throughput import StepClock
 from .metrics.time_to_target import TimeToTarget
@@ -106,6 +108,8 @@ class EstimatorModule(pl.LightningModule):
         self.clock = StepClock()
         self.gradient_quality = GradientQuality(grad_quality_every) if estimator.name != "bp" else None
         self.time_to_target = TimeToTarget(target)
+        self.cost = CostMeter()  # cumulative forward passes, FLOPs, CPU and wall seconds (metrics/cost.py)
+        self.budget: Any = None  # the BudgetStop callback when the run has a budget (set by the runner)
         self.history: list[dict[str, Any]] = []
         self._epoch_losses: list[float] = []
         self.last_loss: float | None = None
@@ -153,6 +157,9 @@ class EstimatorModule(pl.LightningModule):
             sched.step()
         self.clock.stop()
         self.clock.end_step(len(xs))
+        self.cost.add_step(forward_passes=float(logs.get("forward_passes", self.step_cost.get("forward_passes") or 0.0)),
+                           flops=self.step_cost.get("flops"), cpu_seconds=self.clock.cpu_durations[-1],
+                           wall_seconds=self.clock.durations[-1])
         self.last_loss = value
         self._epoch_losses.append(value)
         self.log("train_loss", value, on_step=True, on_epoch=False, prog_bar=True)
@@ -184,14 +191,18 @@ class EstimatorModule(pl.LightningModule):
         row = {"epoch": int(self.current_epoch), "step": step,
                "train_loss": sum(losses) / len(losses) if losses else None,
                "val_accuracy": self.accuracy("val"), "test_accuracy": self.accuracy("test"),
-               "wall_time": self.clock.elapsed()}
+               "wall_time": self.clock.elapsed(), **self._cost_columns()}
         self._epoch_losses = []
         self.history.append(row)
-        self.time_to_target.update(row["val_accuracy"], row["wall_time"], step)
+        self.time_to_target.update(row["val_accuracy"], row["wall_time"], step, row)
         if log:
             self.log_dict({"val_accuracy": row["val_accuracy"], "test_accuracy": row["test_accuracy"]},
                           on_step=False, on_epoch=True, prog_bar=True)
         return row
+
+    def _cost_columns(self) -> dict[str, float | None]:
+        spent = self.cost.snapshot()
+        return {unit: spent[unit] for unit in ("forward_passes", "flops", "cpu_seconds")}
 
     def on_train_epoch_end(self) -> None:
         self.evaluate(log=True)
@@ -219,4 +230,6 @@ class EstimatorModule(pl.LightningModule):
             "throughput": self.clock.summary(cost.get("forward_passes"), cost.get("flops")),
             "gradient_quality": self.gradient_quality.summary() if self.gradient_quality is not None else None,
             "robustness": None,
+            "cost": self.cost.snapshot(),
+            "budget": self.budget.result() if self.budget is not None else None,
         }

@@ -21,6 +21,7 @@ import copy
 import importlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import shutil
@@ -34,7 +35,9 @@ from typing import Any
 import torch
 
 from . import distributed, provenance, tracking
+from .budget import forward_passes_of_one_step, planned_steps
 from .errors import UserError
+from .metrics.cost import BudgetStop, machine_load
 from .results import (
     SCHEMA_VERSION,
     atomic_write_bytes,
@@ -47,7 +50,7 @@ from .results import (
 
 METRIC_KEYS = ("val_accuracy_final", "val_accuracy_best", "test_accuracy_final", "test_accuracy_best",
                "train_loss_final", "time_to_target", "history", "peak_memory_bytes", "throughput",
-               "gradient_quality", "robustness")
+               "gradient_quality", "robustness", "cost", "budget")
 
 
 @dataclass
@@ -232,7 +235,19 @@ def _base_record(config: dict[str, Any], rid: str) -> dict[str, Any]:
             "git_commit": provenance.git_commit(), "versions": provenance.versions(),
             "hardware": provenance.hardware(config["accelerator"], config["devices"], 1),
             "started_at": provenance.now(), "finished_at": None, "status": None, "message": None,
+            "load": {"start": machine_load(), "end": None}, "estimator_defaults": _estimator_defaults(config),
             "metrics": _empty_metrics()}
+
+
+def _estimator_defaults(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The estimator's default options (reports label a variant by its non-default options)."""
+    from lrbench.estimators import estimator_class
+
+    try:
+        defaults = estimator_class(config["estimator"]).resolve_options({})
+    except Exception:  # noqa: BLE001 - labels fall back to the options that vary
+        return None
+    return json.loads(json.dumps({k: v for k, v in defaults.items() if k != "seed"}, default=str))
 
 
 # --------------------------------------------------------------------------- one run
@@ -279,6 +294,7 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(traceback.format_exception(exc)))
     record["finished_at"] = provenance.now()
+    record["load"]["end"] = machine_load()
     if is_zero:
         write_record(out_dir, record)
     tracker.finish(record)
@@ -324,21 +340,26 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     if parallel == "copies":
         estimator = distributed.split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
     steps_per_epoch = data.num_batches("train", config["batch_size"])
-    total_steps = min(s for s in (config["max_steps"],
-                                  config["max_epochs"] * steps_per_epoch if config["max_epochs"] else None) if s)
+    x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
+    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
+    memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
+    total_steps = planned_steps(config, steps_per_epoch, lambda: {
+        "flops": flops, "forward_passes": forward_passes_of_one_step(model, estimator, spec.loss_fn, x0, y0)})
     module = EstimatorModule(
         model, estimator, spec.loss_fn, spec.correct, data, optimizer=config["optimizer"], lr=config["lr"],
         weight_decay=config["weight_decay"], lr_schedule=config["lr_schedule"], total_steps=total_steps,
         grad_quality_every=config["grad_quality_every"], target=getattr(spec, "target", None))
     module.spec = spec
     module.parallel = parallel
-    x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
-    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
-    memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
     passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
     module.step_cost = {"memory": memory, "flops": flops, "forward_passes": passes}
     logger = CSVLogger(save_dir=str(out_dir / "logs"), name=rid, version="")
-    trainer = build_trainer(config, loggers=[logger, *loggers], progress=progress, default_root_dir=out_dir)
+    callbacks = []
+    if config.get("budget"):
+        module.budget = BudgetStop(module.cost, config["budget"]["unit"], config["budget"]["amount"])
+        callbacks.append(module.budget)
+    trainer = build_trainer(config, loggers=[logger, *loggers], callbacks=callbacks, progress=progress,
+                            default_root_dir=out_dir)
     batches = TrainBatches(data, config["batch_size"], seed, lambda: trainer.current_epoch)
     try:
         trainer.fit(module, train_dataloaders=batches)

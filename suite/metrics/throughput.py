@@ -6,6 +6,7 @@ logging, evaluation and the gradient-quality reference (BP) are outside the segm
 are probed on a copy of the model before training (``suite.runner.measure_step_cost``), so no training
 step is slowed down by instrumentation.
 
+* ``cpu_durations``: ``time.process_time()`` over the same segments (process CPU seconds, all threads)
 * ``elapsed()`` (the clock of ``history[].wall_time`` and time-to-target) = Σ t_s over the steps so far
 * ``warmup_steps`` = min(5, ⌊n/2⌋) first steps, excluded from the two rates below
 * ``step_time_seconds``  = Σ_{s > warm-up} t_s / n_timed
@@ -38,25 +39,31 @@ class StepClock:
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     durations: list[float] = field(default_factory=list)
+    cpu_durations: list[float] = field(default_factory=list)  # time.process_time() over the same segments
     samples: list[int] = field(default_factory=list)
     _started: float | None = None
+    _cpu_started: float = 0.0
     _current: float = 0.0
+    _cpu_current: float = 0.0
 
     def begin_step(self) -> None:
-        self._current = 0.0
+        self._current = self._cpu_current = 0.0
 
     def start(self) -> None:
         synchronize(self.device)
         self._started = time.perf_counter()
+        self._cpu_started = time.process_time()
 
     def stop(self) -> None:
         synchronize(self.device)
         assert self._started is not None, "StepClock.stop() without start()"
         self._current += time.perf_counter() - self._started
+        self._cpu_current += time.process_time() - self._cpu_started
         self._started = None
 
     def end_step(self, batch_size: int) -> None:
         self.durations.append(self._current)
+        self.cpu_durations.append(self._cpu_current)
         self.samples.append(int(batch_size))
 
     @property
