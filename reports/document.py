@@ -18,10 +18,13 @@ class Figure:
 
 @dataclass
 class Table:
-    """A table to print as it is (index ignored) and its caption."""
+    """A table to print as it is (index ignored) and its caption; ``bold`` cells (row position, column
+    name) are emphasised (the best value of a column); ``name`` identifies the table in the HTML page."""
 
     frame: pd.DataFrame
     caption: str = ""
+    bold: set[tuple[int, str]] = field(default_factory=set)
+    name: str = ""
 
 
 @dataclass

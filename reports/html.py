@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .document import Document, Figure, Note, Section, Table
+from .stats import sig3
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -53,18 +54,26 @@ def _section(section: Section) -> str:
 
 def _table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(format_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in table.frame.itertuples(index=False))
+    columns = list(table.frame.columns)
+
+    def cell(i: int, column: str, value: object) -> str:
+        text = html.escape(format_cell(value))
+        return f"<td><strong>{text}</strong></td>" if (i, column) in table.bold else f"<td>{text}</td>"
+
+    rows = "".join("<tr>" + "".join(cell(i, c, v) for c, v in zip(columns, row, strict=True)) + "</tr>"
+                   for i, row in enumerate(table.frame.itertuples(index=False)))
     caption = f'<p class="caption">{html.escape(table.caption)}</p>' if table.caption else ""
-    return f'{caption}<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+    name = f' data-table="{html.escape(table.name)}"' if table.name else ""
+    return (f'{caption}<div class="table-wrap"><table{name}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            "</table></div>")
 
 
 def format_cell(value: object) -> str:
-    """Cell text: floats with 4 significant decimals, NaN/None as an em dash."""
+    """Cell text: floats at 3 significant figures (``stats.sig3``), NaN/None as an em dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) >= 1e4 or (0 < abs(value) < 1e-3) else f"{value:.4f}".rstrip("0").rstrip(".")
+        return sig3(value)
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return str(value)

@@ -10,7 +10,12 @@ holding one frame per kind of measurement. Column conventions of ``Results.runs`
 * axes: ``copies`` (total over blocks when given per block), ``probes``, ``depth`` (numbers or NaN);
 * metrics: ``val_accuracy_final``, ``test_accuracy_final``, ``ttt_seconds``, ``peak_memory_bytes``,
   ``samples_per_second``, ``grad_cosine``, ... (see ``_METRIC_PATHS``);
+* cost: ``cost_<unit>`` (whole run) and ``ttt_<unit>`` (at the target) for forward_passes, flops,
+  cpu_seconds (wall: ``cost_wall_seconds`` / ``ttt_seconds``); ``budget_unit``, ``budget_amount``;
+* machine: ``load_max`` (largest 1-minute load average recorded at start/end), ``cpu_count``;
 * metadata: ``git_commit``, ``version.<package>``, ``hardware.<key>``, ``started_at``, ``duration_s``.
+
+Records written before a field existed give NaN (never 0) in its column.
 """
 
 from __future__ import annotations
@@ -51,7 +56,17 @@ _METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "grad_relative_error": ("gradient_quality", "mean_relative_error"),
     "grad_norm_ratio": ("gradient_quality", "mean_norm_ratio"),
     "robust_clean": ("robustness", "clean"),
+    # cumulative cost at the end of training and at the target (docs/RESULTS.md, "Cost"); NaN in older records
+    "cost_forward_passes": ("cost", "forward_passes"),
+    "cost_flops": ("cost", "flops"),
+    "cost_cpu_seconds": ("cost", "cpu_seconds"),
+    "cost_wall_seconds": ("cost", "wall_seconds"),
+    "ttt_forward_passes": ("time_to_target", "forward_passes"),
+    "ttt_flops": ("time_to_target", "flops"),
+    "ttt_cpu_seconds": ("time_to_target", "cpu_seconds"),
+    "budget_amount": ("budget", "amount"),
 }
+COST_HISTORY_COLUMNS = ("forward_passes", "flops", "cpu_seconds")
 METRIC_COLUMNS: tuple[str, ...] = tuple(_METRIC_PATHS)
 
 # Robustness keys of docs/RESULTS.md: attack name -> family shown in the figures.
@@ -154,6 +169,10 @@ def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series
     for (_, estimator), group in runs.groupby(["task", "estimator"], sort=False):
         varying = [c for c in config_columns(group)
                    if _display_key(c) not in exclude and group[c].astype(str).nunique(dropna=False) > 1]
+        if "estimator_defaults" in group and group["estimator_defaults"].notna().all():
+            for idx, row in group.iterrows():
+                labels[idx] = _option_label(str(estimator), row, group, varying, exclude)
+            continue
         for idx, row in group.iterrows():
             parts = [_format_setting(_display_key(c), row[c]) for c in varying]
             parts = [p for p in parts if p]
@@ -162,6 +181,71 @@ def variant_labels(runs: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.Series
             else:  # every varying switch off: say so rather than print the bare name
                 labels[idx] = f"{estimator} (plain)" if varying else str(estimator)
     return labels
+
+
+# Display of estimator options in labels: the Monte-Carlo sample count is always shown (short name),
+# other options only when they differ from the estimator's default (value alone where it names itself).
+SAMPLE_COUNT_OPTIONS = {"copies": "K", "probes": "r", "directions": "n"}
+_SHORT_NAMES = {"sigma": "σ"}
+_VALUE_ONLY = frozenset({"injection", "baseline", "probe_mode", "noise"})
+
+
+def _option_label(estimator: str, row: pd.Series, group: pd.DataFrame, varying: list[str], exclude: set[str]) -> str:
+    """``ulr K=16 layerwise prefix_sharing clean``: the estimator, its sample count, its non-default options,
+    then any other config value that varies among the estimator's runs on the task (``lr=0.01``)."""
+    defaults = json.loads(row["estimator_defaults"])
+    parts = []
+    for column in config_columns(group):
+        key = _display_key(column)
+        if not column.startswith("cfg:opt.") or key in exclude or _missing(row[column]):
+            continue
+        if key in SAMPLE_COUNT_OPTIONS:
+            parts.append(f"{SAMPLE_COUNT_OPTIONS[key]}={_plain_number(row[column])}")
+        elif key in defaults and not _same(row[column], defaults[key]):
+            parts.append(_short_setting(key, row[column]))
+    for column in varying:
+        if not column.startswith("cfg:opt."):
+            parts.append(_format_setting(_display_key(column), _budget_text(column, row[column])))
+    return " ".join([estimator, *[p for p in parts if p]])
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, (list, tuple, dict)):
+        return value == json.dumps(default, sort_keys=True)
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (int, float)):
+        return float(value) == float(default)
+    return value == default
+
+
+def _plain_number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _short_setting(key: str, value: Any) -> str:
+    if value is True:
+        return key
+    if value is False:
+        return f"{key}=off"
+    if key in _VALUE_ONLY:
+        return str(value)
+    return f"{_SHORT_NAMES.get(key, key)}={_plain_number(value)}"
+
+
+def _budget_text(column: str, value: Any) -> Any:
+    """``cfg:budget`` JSON -> ``forward_passes=same as ulr`` / ``forward_passes≤10000`` (other columns unchanged)."""
+    if column != "cfg:budget" or not isinstance(value, str):
+        return value
+    budget = json.loads(value)
+    if not isinstance(budget, dict):
+        return value
+    reference = budget.get("reference") or budget.get("same_as")
+    if reference is not None:
+        return f"{budget.get('unit')} of {reference if isinstance(reference, str) else json.dumps(reference)}"
+    return f"{budget.get('amount'):g} {budget.get('unit')}"
 
 
 def natural_key(text: object) -> tuple:
@@ -224,6 +308,13 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     row["depth"] = next((_depth(model_options[k]) for k in _DEPTH_KEYS if k in model_options), math.nan)
     for column, path in _METRIC_PATHS.items():
         row[column] = _number(_get(metrics, path))
+    budget = metrics.get("budget") if isinstance(metrics.get("budget"), dict) else config.get("budget")
+    row["budget_unit"] = budget.get("unit") if isinstance(budget, dict) else None
+    if isinstance(budget, dict) and row["budget_amount"] != row["budget_amount"]:
+        row["budget_amount"] = _number(budget.get("amount"))
+    row["load_max"], row["cpu_count"] = _load(record.get("load"))
+    defaults = record.get("estimator_defaults")
+    row["estimator_defaults"] = json.dumps(defaults, sort_keys=True) if isinstance(defaults, dict) else None
     row["git_commit"] = record.get("git_commit")
     for package, version in (record.get("versions") or {}).items():
         row[f"version.{package}"] = version
@@ -243,8 +334,13 @@ def _history_frame(records: list[dict[str, Any]], runs: pd.DataFrame) -> pd.Data
         for point in (record.get("metrics") or {}).get("history") or []:
             if isinstance(point, dict):
                 rows.append({"run_id": record["run_id"], **{k: _number(v) for k, v in point.items()}})
-    columns = ["run_id", "epoch", "step", "train_loss", "val_accuracy", "test_accuracy", "wall_time"]
-    return _with_run_columns(pd.DataFrame(rows, columns=None if rows else columns), runs)
+    columns = ["run_id", "epoch", "step", "train_loss", "val_accuracy", "test_accuracy", "wall_time",
+               *COST_HISTORY_COLUMNS]
+    frame = pd.DataFrame(rows, columns=None if rows else columns)
+    for column in columns:  # older records: the cost columns exist, as NaN
+        if column not in frame:
+            frame[column] = math.nan
+    return _with_run_columns(frame, runs)
 
 
 def _grad_points_frame(records: list[dict[str, Any]], runs: pd.DataFrame) -> pd.DataFrame:
@@ -285,6 +381,21 @@ def _with_run_columns(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     keep = ["run_id", "task", "estimator", "label", "variant", "seed", "status", "copies", "probes",
             "batch_size", "depth"]
     return frame.merge(runs[keep], on="run_id", how="left")
+
+
+def _load(load: Any) -> tuple[float, float]:
+    """(largest 1-minute load average of the start/end snapshots, CPU count); NaN when not recorded."""
+    if not isinstance(load, dict):
+        return math.nan, math.nan
+    values, cpus = [], math.nan
+    for snapshot in (load.get("start"), load.get("end")):
+        if isinstance(snapshot, dict):
+            average = snapshot.get("load_average")
+            if isinstance(average, list) and average:
+                values.append(_number(average[0]))
+            cpus = _number(snapshot.get("cpu_count")) if cpus != cpus else cpus
+    values = [v for v in values if v == v]
+    return (max(values) if values else math.nan), cpus
 
 
 def _get(mapping: Any, path: tuple[str, ...]) -> Any:

@@ -21,19 +21,22 @@ def write_markdown(document: Document, path: Path) -> Path:
             elif isinstance(block, Table):
                 if block.caption:
                     lines += [block.caption, ""]
-                lines += [markdown_table(block.frame), ""]
+                lines += [markdown_table(block.frame, block.bold), ""]
             elif isinstance(block, Note):
                 lines += [block.text, ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (index ignored, ``|`` escaped)."""
-    def cell(value: object) -> str:
-        return format_cell(value).replace("|", "\\|").replace("\n", " ")
+def markdown_table(frame: pd.DataFrame, bold: set[tuple[int, str]] | frozenset = frozenset()) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (index ignored, ``|`` escaped, ``bold`` cells in **)."""
+    def cell(value: object, strong: bool = False) -> str:
+        text = format_cell(value).replace("|", "\\|").replace("\n", " ")
+        return f"**{text}**" if strong else text
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    columns = list(frame.columns)
+    rows = ["| " + " | ".join(cell(v, (i, c) in bold) for c, v in zip(columns, row, strict=True)) + " |"
+            for i, row in enumerate(frame.itertuples(index=False))]
     return "\n".join([header, rule, *rows])

@@ -147,6 +147,11 @@ def _titles(grid: sns.FacetGrid, col: str | None, row: str | None) -> None:
         grid.set_titles(row_template="{row_name}")
 
 
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (folders made) and close it."""
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=_DPI, bbox_inches="tight")
@@ -154,4 +159,4 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-__all__ = ["grouped_bar_figure", "heatmap_figure", "line_figure"]
+__all__ = ["grouped_bar_figure", "heatmap_figure", "line_figure", "save_figure"]

@@ -10,8 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import plots
+from .cost_sections import accuracy_vs_cost, cost_profile, scoreboard, training_against_cost
 from .document import Figure, Note, Section, Table
 from .load import Results, variant_labels
+from .machine import wall_clock_verdict
 from .stats import performance_profile, performance_ratios, sort_naturally, summarize
 
 SectionBuilder = Callable[[Results, Path], "Section | None"]
@@ -49,9 +51,12 @@ def unfinished_runs(results: Results, figures: Path) -> Section | None:
         return None
     table = bad[["run_id", "task", "estimator", "label", "seed", "status", "message"]].copy()
     table["message"] = table["message"].fillna("").astype(str).str.slice(0, 300)
+    counts = (results.runs.groupby(["task", "estimator", "status"]).size().unstack("status", fill_value=0)
+              .reset_index())
     return Section("Failed and diverged runs", [
-        Note(f"{len(bad)} run(s) did not complete. They are excluded from the means below and counted in "
-             "the 'not completed' column of the final-accuracy table."),
+        Note(f"{len(bad)} run(s) did not complete. They are excluded from the means and counted in the "
+             "'not completed' column of the scoreboard and the final-accuracy table."),
+        Table(counts, "Runs per task and estimator, by status."),
         Table(table, "Runs that failed or diverged.")])
 
 
@@ -71,7 +76,10 @@ def accuracy_curves(results: Results, figures: Path) -> Section | None:
                                  hue="label", col="task", xlabel="epoch", ylabel="validation accuracy",
                                  integer_x=True)
         blocks.append(Figure(_rel(path, figures), "Validation accuracy per epoch: mean over seeds, band = 95% CI."))
-    if "wall_time" in data and data["wall_time"].notna().any():
+    verdict = wall_clock_verdict(results.runs)
+    if "wall_time" in data and data["wall_time"].notna().any() and not verdict.comparable:
+        blocks.append(Note(verdict.reason))
+    elif "wall_time" in data and data["wall_time"].notna().any():
         path = plots.line_figure(data.dropna(subset=["wall_time"]), figures / "accuracy_vs_time.png",
                                  x="wall_time", y="val_accuracy", hue="label", col="task", per_seed=True,
                                  xlabel="training time (s, evaluation excluded)", ylabel="validation accuracy")
@@ -93,22 +101,27 @@ def final_accuracy(results: Results, figures: Path) -> Section | None:
     table = sort_naturally(table.astype({"n": int, "not completed": int}), ["task", "label"])
     shown = table[["task", "label", "text", "n", "not completed"]].rename(
         columns={"label": "variant", "text": f"{metric} (mean ± 95% CI)", "n": "seeds"})
-    notes = [Note("Intervals are Student-t 95% intervals over seeds (mean ± t·s/√n). A variant with one "
-                  "seed has no interval: it is marked 'n=1, no CI'.")]
+    notes = [Note("Intervals are Student-t 95% intervals over seeds (mean ± t·s/√n); a variant with one seed "
+                  "(seeds = 1) shows its value alone.")]
     what = "test" if metric.startswith("test") else "validation"
     return Section("Final accuracy", [*notes, Table(shown, f"Final {what} accuracy per variant.")])
 
 
 def time_to_target(results: Results, figures: Path) -> Section | None:
-    """AlgoPerf-style performance profile: fraction of tasks reaching the target within τ × best time."""
+    """Targets per task; with comparable wall clocks, the AlgoPerf profile and the seconds to target."""
     runs = results.runs
     if runs["ttt_target"].isna().all():
         return None
+    verdict = wall_clock_verdict(runs)
+    blocks: list = []
+    targets = runs.groupby("task")["ttt_target"].first().rename("target").reset_index()
+    if not verdict.comparable:
+        return Section("Time to target", [Note(verdict.reason + " The profiles in forward passes and FLOPs are "
+                                               "under 'Cost to target'."),
+                                          Table(targets, "Targets per task (metric as recorded in the runs).")])
     times = runs.assign(ttt_seconds=runs["ttt_seconds"].where(runs["status"] == "completed"))
     ratios = performance_ratios(times, problem="task", solver="label", time="ttt_seconds")
-    blocks: list = []
     reached = summarize(runs.dropna(subset=["ttt_seconds"]), ["task", "label"], "ttt_seconds")
-    targets = runs.groupby("task")["ttt_target"].first().rename("target").reset_index()
     if not ratios.empty:
         profile = performance_profile(ratios)
         path = plots.line_figure(profile, figures / "performance_profile.png", x="tau", y="fraction",
@@ -133,6 +146,9 @@ def memory_throughput(results: Results, figures: Path) -> Section | None:
     done = results.completed.copy()
     done["peak memory (MiB)"] = done["peak_memory_bytes"] / _MIB
     done["samples / s"] = done["samples_per_second"]
+    verdict = wall_clock_verdict(results.runs)
+    if not verdict.comparable:  # samples/s is wall-clock: only on a quiet machine
+        done["samples / s"] = float("nan")
     metrics = [m for m in ("peak memory (MiB)", "samples / s") if done[m].notna().any()]
     if not metrics:
         return None
@@ -153,9 +169,13 @@ def memory_throughput(results: Results, figures: Path) -> Section | None:
         speed = summarize(done.dropna(subset=["samples / s"]), ["task", "label"], "samples / s")
         merged = table[["task", "label", "text"]].merge(speed[["task", "label", "text"]], on=["task", "label"],
                                                         how="outer", suffixes=(" MiB", " samples/s"))
+        if not verdict.comparable:
+            merged = merged.drop(columns=["text samples/s"])
         blocks.append(Table(merged.rename(columns={"label": "variant", "text MiB": "peak memory (MiB)",
                                                    "text samples/s": "samples / s"}).fillna("—"),
-                            "Peak memory and throughput per variant (mean ± 95% CI over seeds)."))
+                            "Peak memory (and throughput on a quiet machine) per variant (mean ± 95% CI over seeds)."))
+    if not verdict.comparable:
+        blocks.append(Note(verdict.reason.replace("Wall-clock times", "Throughput (samples/s)")))
     return Section("Memory and throughput", blocks)
 
 
@@ -238,9 +258,9 @@ def run_metadata(results: Results, figures: Path) -> Section:
     return Section("Run metadata", [Note(note), Table(table, "Every run, its code version and hardware.")])
 
 
-DEFAULT_SECTIONS: tuple[SectionBuilder, ...] = (overview, unfinished_runs, accuracy_curves, final_accuracy,
-                                                time_to_target, memory_throughput, gradient_quality, robustness,
-                                                run_metadata)
+DEFAULT_SECTIONS: tuple[SectionBuilder, ...] = (scoreboard, unfinished_runs, accuracy_vs_cost, training_against_cost,
+                                                cost_profile, accuracy_curves, final_accuracy, time_to_target,
+                                                memory_throughput, gradient_quality, robustness, run_metadata)
 
 
 def _varies_within_variants(data: pd.DataFrame, axis: str) -> bool:

@@ -28,13 +28,28 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, half, n
 
 
-def format_mean_ci(mean: float, half: float, n: int, digits: int = 4) -> str:
-    """``0.9712 ± 0.0031`` ; ``0.9712 (n=1, no CI)`` ; ``—`` when there is no value."""
+def sig3(value: float) -> str:
+    """A number at 3 significant figures: ``0.953``, ``6130``, ``1.94e+07``, ``0.000412``; ``—`` for NaN/None."""
+    if value is None or value != value:
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.3g}")
+    if abs(rounded) >= 1e6 or abs(rounded) < 1e-4:
+        return f"{rounded:.3g}"
+    return format(rounded, "g")
+
+
+def format_mean_ci(mean: float, half: float, n: int) -> str:
+    """``0.971 ± 0.00312`` (3 significant figures each); the mean alone when there is no interval (n = 1:
+    the table says so once, not in every cell); ``—`` when there is no value."""
     if n == 0 or mean != mean:
         return "—"
     if n == 1 or half != half:
-        return f"{mean:.{digits}f} (n=1, no CI)"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+        return sig3(mean)
+    return f"{sig3(mean)} ± {sig3(half)}"
 
 
 def summarize(frame: pd.DataFrame, by: list[str], value: str, confidence: float = 0.95) -> pd.DataFrame:

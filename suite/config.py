@@ -337,6 +337,8 @@ def load_suite(suite: Mapping[str, Any] | str | Path, _extending: tuple[str, ...
         data = read_yaml(path, what=f"malformed YAML in {path}")
     if not isinstance(data, Mapping):
         raise UserError(f"a suite must be a YAML mapping, got {type(data).__name__}")
+    if isinstance(data, Mapping) and "extends" in data:
+        data = _extended(dict(data), seen=_extending)
     if "grid" not in data and "runs" not in data:  # a single-run config file
         data = {"defaults": {k: v for k, v in data.items() if k not in SUITE_KEYS},
                 **{k: v for k, v in data.items() if k in SUITE_KEYS and k != "defaults"},
@@ -344,7 +346,7 @@ def load_suite(suite: Mapping[str, Any] | str | Path, _extending: tuple[str, ...
     unknown = sorted(set(map(str, data)) - set(SUITE_KEYS))
     if unknown:
         raise UserError(f"unknown suite key '{unknown[0]}'; valid suite keys: {', '.join(SUITE_KEYS)}")
-    return _extended(dict(data), seen=_extending)
+    return dict(data)
 
 
 def _extended(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def test_table_beside_published_and_comparison(tmp_path: Path) -> None:
     assert "| exact | 0.9822 ± 0.0254 | 0.9830 ± 0.0254 |" in markdown  # mean ± t(0.975,1)·s/√2, s = 0.004/√2·2
     assert "| exact | -0.0100 | -0.0100 |" in markdown
     assert "0.9922" in markdown  # the published cell itself
-    assert markdown.index("## Paper:") < markdown.index("## Overview")
+    assert markdown.index("## Paper:") < markdown.index("## Scoreboard")
     assert (index.parent / "figures" / "paper_xconv-table1_0.png").exists()
 
 
