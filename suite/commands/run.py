@@ -87,4 +87,20 @@ def run(args: argparse.Namespace) -> int:
           f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
     for record in result.failures:
         print(f"lrbench run: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
+    print_result_table(configs, out_dir)
     return result.exit_code
+
+
+def print_result_table(configs: list[dict], out_dir: Path) -> None:
+    """The suite's task × variant result table (reports.summary) and the report command to run next."""
+    import shlex
+
+    from lrbench.reports.summary import run_summary
+
+    from ..results import read_record, run_id
+
+    records = [r for r in (read_record(out_dir, run_id(c)) for c in configs) if r is not None]
+    table = run_summary(records)
+    if table:
+        print(table)
+    print(f"next: lrbench report {shlex.quote(str(out_dir))}")
