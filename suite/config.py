@@ -19,7 +19,7 @@ Mappings (``estimator_options``, ``model_options``, ``robustness``) merge key by
 
     description: ...
     defaults: {max_epochs: 3, train_subset: 1000}
-    grid: {task: [digits-mlp, digits-cnn], estimator: [bp, ulr]}   # Cartesian product
+    grid: {task: [digits-mlp, digits-cnn], estimator: [bp, ulr]}   # Cartesian product (a list of grids: their union)
     runs: [{task: digits-mlp, estimator: alr, lr: 0.01}]           # extra runs, appended
     estimators: {ulr: {estimator_options: {copies: 32}}}
     tasks: {digits-cnn: {batch_size: 32}}
@@ -370,9 +370,15 @@ def _extended(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _combinations(suite: Mapping[str, Any]) -> list[dict[str, Any]]:
-    grid = _mapping(suite.get("grid"), "'grid'")
+    """The runs of ``grid`` (one mapping, or a list of them: the union of their Cartesian products),
+    then ``runs``, less ``exclude``."""
+    grids = suite.get("grid")
+    grids = grids if isinstance(grids, list) else [grids]
     runs: list[dict[str, Any]] = []
-    if grid:
+    for i, grid in enumerate(grids):
+        grid = _mapping(grid, "'grid'" if len(grids) == 1 else f"grid[{i}]")
+        if not grid:
+            continue
         keys = list(grid)
         values = [v if isinstance(v, list) else [v] for v in grid.values()]
         runs.extend(dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values))
