@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.reports.cost_records import cost_records, write_records
 from tests.reports.test_report_fixture import write_synthetic_results
 
 pytestmark = pytest.mark.browser
@@ -188,7 +189,10 @@ def inspect_page(binary: str, page: Path, profile: Path, screenshot: Path | None
         check = devtools.call("Runtime.evaluate", returnByValue=True, expression=(
             "JSON.stringify({title: document.title, images: Array.from(document.images).map("
             "i => ({src: i.getAttribute('src'), complete: i.complete, width: i.naturalWidth})),"
-            " sections: document.querySelectorAll('section').length})"))
+            " sections: document.querySelectorAll('section').length,"
+            " first_table: (document.querySelector('table') || {dataset: {}}).dataset.table || null,"
+            " first_section: (document.querySelector('section h2') || {}).textContent || null,"
+            " bold_cells: document.querySelectorAll('table[data-table=scoreboard] td strong').length})"))
         result = json.loads(check["result"]["value"])
         if screenshot is not None:
             metrics = devtools.call("Page.getLayoutMetrics")
@@ -222,7 +226,28 @@ def chromium() -> str:
     return find_or_install_chromium()
 
 
+def _check_page(page: dict[str, Any], figures: Path) -> None:
+    """The scoreboard opens the page, every image decoded, nothing on the console."""
+    assert page["first_section"] == "Scoreboard" and page["first_table"] == "scoreboard"
+    names = sorted(p.name for p in figures.glob("*.png"))
+    assert len(page["images"]) == len(names)
+    broken = [i["src"] for i in page["images"] if not i["complete"] or i["width"] <= 0]
+    assert not broken, f"images that did not decode: {broken}"
+    assert page["console_errors"] == []
+
+
+def test_report_with_costs_opens_in_chromium(tmp_path: Path, chromium: str) -> None:
+    """A folder written by this version (cost fields, load, estimator defaults)."""
+    from lrbench.reports import build_report
+
+    index = build_report(write_records(tmp_path / "results", cost_records()), tmp_path / "report")
+    page = inspect_page(chromium, index, tmp_path / "profile")
+    _check_page(page, tmp_path / "report" / "figures")
+    assert len(page["images"]) >= 7 and page["bold_cells"] >= 2 * 6  # per task: a best value in every column
+
+
 def test_report_opens_in_chromium(tmp_path: Path, chromium: str) -> None:
+    """A folder written before the cost fields existed still reads and renders."""
     from lrbench.reports import build_report
 
     index = build_report(write_synthetic_results(tmp_path / "results"), tmp_path / "report")
@@ -230,11 +255,8 @@ def test_report_opens_in_chromium(tmp_path: Path, chromium: str) -> None:
     page = inspect_page(chromium, index, tmp_path / "profile", screenshot)
     assert page["title"] == "lrbench report"
     assert page["sections"] >= 8
-    figures = sorted(p.name for p in (tmp_path / "report" / "figures").glob("*.png"))
-    assert len(page["images"]) == len(figures) >= 8
-    broken = [i["src"] for i in page["images"] if not i["complete"] or i["width"] <= 0]
-    assert not broken, f"images that did not decode: {broken}"
-    assert page["console_errors"] == []
+    _check_page(page, tmp_path / "report" / "figures")
+    assert len(page["images"]) >= 8
 
 
 def test_broken_image_is_detected(tmp_path: Path, chromium: str) -> None:
