@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import NullFormatter
 
 from . import plots
 from .load import natural_key
@@ -54,6 +55,7 @@ def scatter_front_figure(data: pd.DataFrame, path: Path, *, xs: dict[str, str], 
                 ax.step(fx, fy, where="post", color="0.35", linestyle="--", linewidth=1, label=None)
             if logx and (panel[x] > 0).all() and not panel.empty:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # labels at powers of ten only (no overlap)
             ax.set_title(str(task) if r == 0 else "")
             ax.set_xlabel(xs[x])
             ax.set_ylabel(ylabel if c == 0 else "")

@@ -60,7 +60,7 @@ def scoreboard(results: Results, figures: Path) -> Section:
                "forward_passes_text": "forward passes to target ×BP", "flops_text": "FLOPs to target ×BP",
                "wall_seconds_text": "wall s to target ×BP", "memory_text": "peak memory ×BP",
                "cosine_text": "gradient cosine to BP"}
-    marks = {"accuracy_text": ("accuracy", True, False), "delta_text": ("delta_bp", True, False),
+    marks = {"accuracy_text": ("accuracy", True, False), "delta_text": ("delta_bp", True, True),
              "forward_passes_text": ("forward_passes_to_target_x_bp", False, False),
              "flops_text": ("flops_to_target_x_bp", False, False),
              "wall_seconds_text": ("wall_seconds_to_target_x_bp", False, False),

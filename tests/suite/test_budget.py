@@ -98,3 +98,19 @@ def test_same_as_gives_every_estimator_the_reference_cost(tmp_path: Path) -> Non
     assert amount == pytest.approx(6 * per_step) and per_step > 5  # 1 clean + 4 noisy passes (layer-weighted)
     assert bp_record["metrics"]["history"][-1]["step"] == math.ceil(amount - 1e-6)
     assert bp_record["metrics"]["cost"]["forward_passes"] >= amount
+
+
+def test_run_ends_with_the_result_table_and_the_report_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lrbench.suite.cli import main
+
+    suite = tmp_path / "two.yaml"
+    suite.write_text("defaults: {max_steps: 3, max_epochs: null, train_subset: 96, grad_quality_every: null}\n"
+                     "grid: {task: digits-mlp, estimator: [bp, ulr]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("task "))
+    assert lines[header].split() == ["task", "bp", "ulr"]
+    row = lines[header + 2].split()
+    assert row[0] == "digits-mlp" and row[2] == "(BP)" and 0 <= float(row[1]) <= 1 and 0 <= float(row[3]) <= 1
+    assert lines[-1] == f"next: lrbench report {out}"
