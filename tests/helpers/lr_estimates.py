@@ -129,7 +129,8 @@ def measure_variance_table(copies: int = 64, seeds: int = 24, sigma: float = 1e-
         "loo": {"baseline": "loo"},
         "clean+antithetic": {"baseline": "clean", "antithetic": True},
         "clean+qmc": {"baseline": "clean", "qmc": True},
-        "loo+qmc": {"baseline": "loo", "qmc": True},
+        "antithetic+qmc": {"antithetic": True, "qmc": True},
+        "loo+antithetic+qmc": {"baseline": "loo", "antithetic": True, "qmc": True},
     }
     rows = []
     for injection in ("global", "layerwise"):
