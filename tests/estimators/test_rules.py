@@ -86,10 +86,10 @@ def test_every_registered_rule_has_a_reference_case() -> None:
 
 
 def test_a_second_rule_for_a_type_is_an_error_unless_replace() -> None:
-    with pytest.raises(EstimatorError, match="Linear already has an LR rule.*replace=True"):
-        register_rule(nn.Linear)(lambda module, input, grad_output: {})
-    assert MODULE_RULES[nn.Linear] is linear_rule
     try:
+        with pytest.raises(EstimatorError, match="Linear already has an LR rule.*replace=True"):
+            register_rule(nn.Linear)(lambda module, input, grad_output: {})
+        assert MODULE_RULES[nn.Linear] is linear_rule
         replacement = register_rule(nn.Linear, replace=True)(lambda module, input, grad_output: {})
         assert MODULE_RULES[nn.Linear] is replacement
     finally:
