@@ -21,12 +21,13 @@ from lrbench.suite.runner import run_one, run_suite
 
 REPO = Path(__file__).resolve().parents[2]
 WALL_CLOCK = {("throughput", "samples_per_second"), ("throughput", "step_time_seconds"),
-              ("time_to_target", "seconds")}
+              ("time_to_target", "seconds"), ("time_to_target", "cpu_seconds"), ("cost", "cpu_seconds"),
+              ("cost", "wall_seconds")}
 TOP_LEVEL = ("schema_version", "run_id", "config", "seed", "git_commit", "versions", "hardware", "started_at",
-             "finished_at", "status", "message", "metrics")
+             "finished_at", "status", "message", "load", "estimator_defaults", "metrics")
 METRICS = ("val_accuracy_final", "val_accuracy_best", "test_accuracy_final", "test_accuracy_best",
            "train_loss_final", "time_to_target", "history", "peak_memory_bytes", "throughput",
-           "gradient_quality", "robustness")
+           "gradient_quality", "robustness", "cost", "budget")
 
 
 def configs(runs: list[dict[str, Any]], **overrides: Any) -> list[dict[str, Any]]:
@@ -38,7 +39,7 @@ def without_wall_clock(metrics: dict[str, Any]) -> dict[str, Any]:
     for group, key in WALL_CLOCK:
         out[group][key] = None
     for row in out["history"]:
-        row["wall_time"] = None
+        row["wall_time"] = row["cpu_seconds"] = None
     return out
 
 
@@ -57,7 +58,8 @@ def test_run_one_digits_mlp_bp_fills_every_field(tmp_path: Path) -> None:
     m = record["metrics"]
     assert m["test_accuracy_final"] > 0.85 and m["val_accuracy_best"] >= m["val_accuracy_final"] > 0.85
     assert [row["epoch"] for row in m["history"]] == [0, 1, 2]
-    assert all(set(row) == {"epoch", "step", "train_loss", "val_accuracy", "test_accuracy", "wall_time"}
+    assert all(set(row) == {"epoch", "step", "train_loss", "val_accuracy", "test_accuracy", "wall_time",
+                            "forward_passes", "flops", "cpu_seconds"}
                for row in m["history"])
     walls = [row["wall_time"] for row in m["history"]]
     assert walls == sorted(walls) and walls[0] > 0
@@ -105,8 +107,9 @@ def test_gradient_quality_does_not_disturb_training(tmp_path: Path) -> None:
     a, b = run_one(measured, tmp_path), run_one(plain, tmp_path)
     assert len(a["metrics"]["gradient_quality"]["points"]) == a["metrics"]["history"][-1]["step"]
     assert b["metrics"]["gradient_quality"]["points"] == []
-    strip = [{k: v for k, v in row.items() if k != "wall_time"} for row in a["metrics"]["history"]]
-    assert strip == [{k: v for k, v in row.items() if k != "wall_time"} for row in b["metrics"]["history"]]
+    clocks = ("wall_time", "cpu_seconds")
+    strip = [{k: v for k, v in row.items() if k not in clocks} for row in a["metrics"]["history"]]
+    assert strip == [{k: v for k, v in row.items() if k not in clocks} for row in b["metrics"]["history"]]
 
 
 def test_huge_lr_diverges_and_the_suite_goes_on(tmp_path: Path) -> None:

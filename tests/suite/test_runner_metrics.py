@@ -29,8 +29,10 @@ def test_step_clock_excludes_warmup_from_rates() -> None:
 def test_time_to_target_keeps_the_first_crossing() -> None:
     ttt = TimeToTarget(0.9)
     for value, seconds, steps in ((0.5, 1.0, 10), (0.91, 2.0, 20), (0.95, 3.0, 30)):
-        ttt.update(value, seconds, steps)
-    assert ttt.result() == {"target": 0.9, "metric": "val_accuracy", "seconds": 2.0, "steps": 20}
+        ttt.update(value, seconds, steps, {"forward_passes": 17.0 * steps, "flops": 1e6 * steps,
+                                            "cpu_seconds": seconds * 0.9})
+    assert ttt.result() == {"target": 0.9, "metric": "val_accuracy", "seconds": 2.0, "steps": 20,
+                            "forward_passes": 340.0, "flops": 2e7, "cpu_seconds": 1.8}
     assert TimeToTarget(0.99).result()["seconds"] is None
 
 
