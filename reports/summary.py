@@ -17,9 +17,9 @@ from .scoreboard import scoreboard_values
 from .stats import sig3
 
 
-def _cell(row: Any) -> str:
-    if row["n"] == 0:
-        return "failed" if row["not_completed"] else "—"
+def _cell(row: Any, statuses: set[str]) -> str:
+    if row["n"] == 0:  # no seed completed: say how they ended
+        return "/".join(sorted(statuses)) or "—"
     text = sig3(row["accuracy"])
     factor = row["forward_passes_to_target_x_bp"]
     if row["is_reference"]:
@@ -38,10 +38,7 @@ def run_summary(records: Iterable[dict[str, Any]]) -> str:
         return ""
     runs = runs_frame(records)
     values = scoreboard_values(runs, ("forward_passes",))
-    for _, row in values.iterrows():  # a variant whose only runs diverged says so
-        group = runs[(runs["task"] == row["task"]) & (runs["label"] == row["label"])]
-        if row["n"] == 0 and set(group["status"]) == {"diverged"}:
-            values.loc[_, "not_completed"] = -1
+    statuses = runs.groupby(["task", "label"])["status"].apply(set)
     by_estimator = values.groupby(["task", "estimator"]).size().max() == 1
     values["column"] = values["estimator"] if by_estimator else values["label"]
     columns = sorted(values["column"].unique(), key=lambda c: (c != "bp", natural_key(c)))
@@ -53,10 +50,9 @@ def run_summary(records: Iterable[dict[str, Any]]) -> str:
             match = values[(values["task"] == task) & (values["column"] == column)]
             if match.empty:
                 line.append("")
-            elif match.iloc[0]["not_completed"] == -1:
-                line.append("diverged")
             else:
-                line.append(_cell(match.iloc[0]))
+                row = match.iloc[0]
+                line.append(_cell(row, statuses[(row["task"], row["label"])]))
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]

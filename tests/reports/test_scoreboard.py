@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -163,4 +164,14 @@ def test_run_summary_table() -> None:
     assert lines[0].split()[:2] == ["task", "bp"]
     cnn = next(line for line in lines if line.startswith("digits-cnn"))
     assert "(BP)" in cnn and "×71.5" in cnn and "×∞" in cnn and "(1 not completed)" in cnn  # median(140,168)·65/140
-    assert any(line.startswith("alr") or "alr K=16" in line for line in lines)
+    def cells(line: str) -> list[str]:
+        return re.split(r"\s{2,}", line.strip())
+
+    # two ulr variants per task: one column per variant label
+    assert cells(lines[0]) == ["task", "bp", "alr K=16", "ulr K=16 clean", "ulr K=64 clean antithetic"]
+    assert cells(next(line for line in lines if line.startswith("digits-mlp")))[2].endswith(" ×∞")  # alr 0.771 ×∞
+    for record in records:
+        if record["config"]["estimator"] == "alr":
+            record["status"] = "diverged"
+    cnn = cells(next(line for line in run_summary(records).splitlines() if line.startswith("digits-cnn")))
+    assert cnn[2] == "diverged"
