@@ -96,9 +96,16 @@ def planned_steps(config: Mapping[str, Any], steps_per_epoch: int,
     return max(1, min(limits)) if limits else 1
 
 
-def resolve_reference_budgets(configs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Replace every ``budget.same_as`` by the reference run's cost (module docstring); others unchanged."""
+def resolve_reference_budgets(configs: Sequence[dict[str, Any]],
+                              pool: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Replace every ``budget.same_as`` of ``configs`` by the cost of its reference run, looked up in
+    ``pool`` (default: ``configs``; the whole suite when ``--only`` kept a part). Others unchanged.
+
+    A reference's cost is measured once per config-without-seed: per-step forward passes and FLOPs
+    depend on shapes only, and the steps on the data size, never on the seed."""
     from .config import get_dotted
+
+    pool = configs if pool is None else pool
 
     prices: dict[str, float] = {}
     out = []
@@ -108,7 +115,7 @@ def resolve_reference_budgets(configs: Sequence[dict[str, Any]]) -> list[dict[st
             out.append(config)
             continue
         match = _reference_match(budget["same_as"])
-        candidates = [c for c in configs if c["task"] == config["task"]
+        candidates = [c for c in pool if c["task"] == config["task"]
                       and all(_matches(get_dotted(c, str(k)), v) for k, v in match.items())]
         if not candidates:
             raise UserError(f"budget.same_as {budget['same_as']!r}: this suite has no such run on task "
@@ -129,9 +136,9 @@ def _matches(actual: Any, wanted: Any) -> bool:
 
 
 def _identity(config: Mapping[str, Any]) -> str:
-    from .results import run_id
+    from .results import config_hash
 
-    return run_id(dict(config))
+    return config_hash(dict(config))
 
 
 def reference_cost(config: Mapping[str, Any], unit: str) -> float:

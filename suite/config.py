@@ -518,7 +518,7 @@ def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, 
                 configs.append(config)
     from .budget import resolve_reference_budgets
 
-    return filter_runs(resolve_reference_budgets(configs), only)
+    return resolve_reference_budgets(filter_runs(configs, only), pool=configs)
 
 
 def _estimator_option_overrides(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
