@@ -3,7 +3,8 @@
 Each cell: the mean final test accuracy over the variant's completed seeds, then its forward passes to
 the task's target relative to BP (``×0.41``; ``×∞`` = never reached, no factor when not recorded or BP
 has none), or the status when no seed completed (``failed``, ``diverged``). Columns are the estimators
-when each has one variant per task (the variants are listed under the table), else the variant labels.
+when each has one variant per task (the variants are listed under the table); with several variants of
+an estimator, one row per variant label and one column per task instead.
 """
 
 from __future__ import annotations
@@ -40,27 +41,28 @@ def run_summary(records: Iterable[dict[str, Any]]) -> str:
     values = scoreboard_values(runs, ("forward_passes",))
     statuses = runs.groupby(["task", "label"])["status"].apply(set)
     by_estimator = values.groupby(["task", "estimator"]).size().max() == 1
-    values["column"] = values["estimator"] if by_estimator else values["label"]
-    columns = sorted(values["column"].unique(), key=lambda c: (c != "bp", natural_key(c)))
+    values["variant"] = values["estimator"] if by_estimator else values["label"]
+    variants = sorted(values["variant"].unique(), key=lambda c: (c != "bp", natural_key(c)))
     tasks = sorted(values["task"].unique(), key=natural_key)
-    table = [["task", *columns]]
-    for task in tasks:
-        line = [str(task)]
-        for column in columns:
-            match = values[(values["task"] == task) & (values["column"] == column)]
-            if match.empty:
-                line.append("")
-            else:
-                row = match.iloc[0]
-                line.append(_cell(row, statuses[(row["task"], row["label"])]))
-        table.append(line)
+
+    def cell(task: str, variant: str) -> str:
+        match = values[(values["task"] == task) & (values["variant"] == variant)]
+        if match.empty:
+            return ""
+        row = match.iloc[0]
+        return _cell(row, statuses[(row["task"], row["label"])])
+
+    if by_estimator:  # task rows, estimator columns (the variants are listed under the table)
+        table = [["task", *variants], *[[str(t), *[cell(t, v) for v in variants]] for t in tasks]]
+    else:  # many variants: a row each, task columns
+        table = [["variant", *tasks], *[[str(v), *[cell(t, v) for t in tasks]] for v in variants]]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("cells: mean final test accuracy; ×: forward passes to the task's target relative to BP "
                  "(×∞: target not reached)")
     if by_estimator:
-        for estimator in columns:
+        for estimator in variants:
             labels = values[values["estimator"] == estimator].groupby("label")["task"].apply(list)
             if len(labels) == 1 and labels.index[0] == estimator:
                 continue
