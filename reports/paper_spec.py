@@ -40,11 +40,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lrbench.reports.document import Figure, Note, Section, Table
+from lrbench.reports.errors import ReportError
+from lrbench.reports.load import Results, natural_key, variant_labels
+from lrbench.reports.stats import mean_ci, sort_naturally
+
 from . import plots, sections
-from .document import Figure, Note, Section, Table
-from .errors import ReportError
-from .load import Results, natural_key, variant_labels
-from .stats import mean_ci, sort_naturally
 
 SPECS_DIR = Path(__file__).resolve().parent / "paper"
 BUDGETS = ("quick", "full")

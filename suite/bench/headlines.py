@@ -22,15 +22,15 @@ from typing import Any
 
 import torch
 
-from .allocator import tune_glibc_malloc
-from .config import BenchConfig
-from .harness import measure_harness
-from .lr_memory import headline as lr_memory_headline
-from .lr_memory import measure_lr_memory
-from .noise_bits import measure_noise_bits
-from .speed import measure_speed
-from .timing import clock_for
-from .xconv_memory import measure_xconv_memory
+from lrbench.suite.bench.allocator import tune_glibc_malloc
+from lrbench.suite.bench.harness import measure_harness
+from lrbench.suite.bench.lr_memory import headline as lr_memory_headline
+from lrbench.suite.bench.lr_memory import measure_lr_memory
+from lrbench.suite.bench.noise_bits import measure_noise_bits
+from lrbench.suite.bench.sizes import BenchConfig
+from lrbench.suite.bench.speed import measure_speed
+from lrbench.suite.bench.timing import clock_for
+from lrbench.suite.bench.xconv_memory import measure_xconv_memory
 
 # name -> (comparison, target value); comparison "<=", ">=" or "==".
 TARGETS: dict[str, tuple[str, float]] = {

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..metrics.memory import PeakMemory, state_tensors
+from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from .errors import user_error_types
+from lrbench.suite.errors import user_error_types
 
 # Order is the order shown in ``lrbench --help``.
 COMMANDS = ("run", "list", "gradcheck", "report", "paper", "robustness", "sweep", "bench")
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        module_name = f"lrbench.suite.commands.{name}"
+        module_name = f"lrbench.suite.cli.commands.{name}"
         if importlib.util.find_spec(module_name) is None:
             continue
         importlib.import_module(module_name).add_parser(sub)

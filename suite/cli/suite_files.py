@@ -43,9 +43,9 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from lrbench.suite.errors import UserError
 
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 CONFIG_KEYS: dict[str, Any] = {
     "task": None,
@@ -269,9 +269,9 @@ def _check_robustness(config: dict[str, Any], spec: Any) -> None:
     import importlib
     import importlib.util
 
-    if importlib.util.find_spec("lrbench.suite.robustness") is None:
+    if importlib.util.find_spec("lrbench.suite.training.robustness_eval") is None:
         raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    evaluate = importlib.import_module("lrbench.suite.robustness.evaluate")
+    evaluate = importlib.import_module("lrbench.suite.training.robustness_eval.evaluate")
     check = getattr(evaluate, "resolve_settings", None)
     if check is not None:
         check(spec.dataset, dict(config["robustness"]), config["seed"])
@@ -475,7 +475,7 @@ def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, 
         _check_some_estimator_declares(key, combos, data, overrides)
     configs: list[dict[str, Any]] = []
     seen: set[str] = set()
-    from .results import run_id
+    from lrbench.suite.training.results_store import run_id
 
     for combo in combos:
         for seed in seeds:

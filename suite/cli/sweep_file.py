@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml
-from .errors import UserError, user_error_types
+from lrbench.suite.cli.suite_files import read_yaml
+from lrbench.suite.errors import UserError, user_error_types
 
 METHODS = ("grid", "random", "bayes")
 TOP_KEYS = ("name", "description", "program", "command", "method", "metric", "parameters", "run_cap",
@@ -177,7 +177,7 @@ def flatten_parameters(parameters: Mapping[str, Any], source: str = "", prefix: 
 
 def parse_sweep(data: Any, source: str = "<sweep>") -> Sweep:
     """Validate a sweep mapping (module docstring); every problem is a one-line UserError."""
-    from .config import ALL_KEYS
+    from lrbench.suite.cli.suite_files import ALL_KEYS
 
     if not isinstance(data, Mapping):
         raise _fail(source, f"must be a YAML mapping with method and parameters, got {type(data).__name__}")
@@ -221,11 +221,11 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep YAML file (a bare name looks in suite/sweeps/)."""
     path = Path(path)
     if not path.is_file():
-        builtin = Path(__file__).resolve().parent / "sweeps" / f"{path.name.removesuffix('.yaml')}.yaml"
+        builtin = Path(__file__).resolve().parent.parent / "sweeps" / f"{path.name.removesuffix('.yaml')}.yaml"
         if "/" not in str(path) and builtin.is_file():
             path = builtin
         else:
-            names = ", ".join(sorted(p.stem for p in (Path(__file__).resolve().parent / "sweeps").glob("*.yaml")))
+            names = ", ".join(sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "sweeps").glob("*.yaml")))
             raise UserError(f"no sweep file '{path}'; built-in sweeps: {names}")
     data = read_yaml(path, what=f"sweep {path}: malformed YAML")
     return parse_sweep(data, str(path))
@@ -302,7 +302,7 @@ def offline_points(sweep: Sweep, seed: int = 0) -> list[dict[str, Any]]:
 
 def point_from_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A (nested) wandb.config -> dotted run-config keys (``_wandb`` and other private keys dropped)."""
-    from .config import MAPPING_KEYS
+    from lrbench.suite.cli.suite_files import MAPPING_KEYS
 
     out: dict[str, Any] = {}
     for key, value in config.items():
@@ -323,10 +323,10 @@ def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, A
     A point's ``seed`` becomes the run seed; ``overrides`` (command-line ``key=value``, e.g. a tiny
     budget) apply to every trial after the point's values.
     """
-    from . import tracking
-    from .config import expand_suite
-    from .distributed import check_parallel
-    from .results import run_id
+    from lrbench.suite.cli.suite_files import expand_suite
+    from lrbench.suite.training import tracking
+    from lrbench.suite.training.gradient_sync import check_parallel
+    from lrbench.suite.training.results_store import run_id
 
     configs: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -386,9 +386,9 @@ def run_trial(sweep: Sweep, out_dir: Path | str, overrides: Mapping[str, Any] | 
     """
     import wandb
 
-    from . import tracking
-    from .config import parse_assignments
-    from .runner import run_one
+    from lrbench.suite.cli.suite_files import parse_assignments
+    from lrbench.suite.training import tracking
+    from lrbench.suite.training.runner import run_one
 
     own = wandb.run is None
     if own:  # started by `wandb agent` (the file's command): the agent's env names the sweep and the run
@@ -412,7 +412,7 @@ def run_online(sweep: Sweep, out_dir: Path | str, overrides: Mapping[str, Any] |
                count: int | None = None, sweep_id: str | None = None, project: str | None = None,
                entity: str | None = None) -> str:
     """Create the sweep on the W&B server (unless ``sweep_id`` joins one) and run an agent here."""
-    from . import tracking
+    from lrbench.suite.training import tracking
 
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
         raise UserError(f"an online sweep needs the W&B server but WANDB_MODE={os.environ['WANDB_MODE']}; "

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from lrbench.estimators import get_estimator
-
-from .metrics.gradient_quality import compare
+from lrbench.suite.training.metrics.gradient_quality import compare
 
 
 def flat_grads(model: nn.Module) -> dict[str, torch.Tensor]:

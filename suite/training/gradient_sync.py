@@ -295,7 +295,7 @@ def check_parallel(config: dict[str, Any]) -> None:
     Spawn/fork variants train in child processes whose module never returns its metrics to the process
     that writes the record; FSDP/DeepSpeed shard the parameters, which the .grad all-reduce does not know.
     """
-    from .errors import UserError
+    from lrbench.suite.errors import UserError
 
     strategy, devices = str(config["strategy"]).lower(), int(config["devices"])
     if strategy == COPY_PARALLEL:

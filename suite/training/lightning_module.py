@@ -25,11 +25,10 @@ import torch
 from torch import nn
 
 from lrbench.estimators import Estimator
-
-from . import distributed
-from .metrics.gradient_quality import GradientQuality
-from .metrics.throughput import StepClock
-from .metrics.time_to_target import TimeToTarget
+from lrbench.suite.training import gradient_sync as distributed
+from lrbench.suite.training.metrics.gradient_quality import GradientQuality
+from lrbench.suite.training.metrics.throughput import StepClock
+from lrbench.suite.training.metrics.time_to_target import TimeToTarget
 
 EVAL_BATCH_SIZE = 1024
 

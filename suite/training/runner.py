@@ -33,9 +33,10 @@ from typing import Any
 
 import torch
 
-from . import distributed, provenance, tracking
-from .errors import UserError
-from .results import (
+from lrbench.suite.errors import UserError
+from lrbench.suite.training import gradient_sync as distributed
+from lrbench.suite.training import provenance, tracking
+from lrbench.suite.training.results_store import (
     SCHEMA_VERSION,
     atomic_write_bytes,
     checkpoint_path,
@@ -180,9 +181,8 @@ def measure_step_cost(model: torch.nn.Module, estimator: Any, config: dict[str, 
     from torch.utils.flop_counter import FlopCounterMode
 
     from lrbench.estimators import get_estimator
-
-    from .lightning_module import build_optimizer
-    from .metrics.memory import PeakMemory, state_tensors
+    from lrbench.suite.training.lightning_module import build_optimizer
+    from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -203,16 +203,16 @@ def _robustness(config: dict[str, Any], model: torch.nn.Module, spec: Any, data:
     """``suite.robustness.robustness_metrics`` on the test split, when ``config["robustness"]`` is set."""
     if config["robustness"] is None:
         return None
-    if importlib.util.find_spec("lrbench.suite.robustness") is None:
+    if importlib.util.find_spec("lrbench.suite.training.robustness_eval") is None:
         raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    robustness = importlib.import_module("lrbench.suite.robustness")
+    robustness = importlib.import_module("lrbench.suite.training.robustness_eval")
     settings = dict(config["robustness"])
     surrogate = None
     source = settings.get("transfer_source")
     if source:
         device = next(model.parameters()).device
         path = resolve_checkpoint(str(source), out_dir)
-        loader = importlib.import_module("lrbench.suite.robustness.checkpoints")
+        loader = importlib.import_module("lrbench.suite.training.robustness_eval.checkpoints")
         surrogate, _ = loader.load_checkpoint_model(path, device=device, fallback_task=config["task"])
     x_test, y_test = data.test
     model.eval()
@@ -225,7 +225,7 @@ def _empty_metrics() -> dict[str, Any]:
 
 
 def _base_record(config: dict[str, Any], rid: str) -> dict[str, Any]:
-    from .config import CONFIG_KEYS
+    from lrbench.suite.cli.suite_files import CONFIG_KEYS
 
     stored = {key: config[key] for key in CONFIG_KEYS}  # runtime keys (out, data_dir, ...) are not results
     return {"schema_version": SCHEMA_VERSION, "run_id": rid, "config": stored, "seed": config["seed"],
@@ -242,7 +242,7 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
     A NaN/inf loss gives status ``diverged``; any other exception ``failed`` with its message (the full
     traceback goes to ``DIR/logs/<run_id>/error.txt``). KeyboardInterrupt/SystemExit write nothing.
     """
-    from .config import RUNTIME_KEYS
+    from lrbench.suite.cli.suite_files import RUNTIME_KEYS
 
     out_dir = Path(out_dir)
     config = {**RUNTIME_KEYS, **config}  # a record's config (no runtime keys) runs as well
@@ -266,7 +266,7 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
             record["metrics"]["robustness"] = _robustness(config, module.model, module.spec, module.data, out_dir)
         record["status"] = "completed"
     except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, the suite goes on
-        from .lightning_module import Diverged
+        from lrbench.suite.training.lightning_module import Diverged
 
         if module is None:
             module = getattr(exc, "lrbench_module", None)
@@ -303,9 +303,8 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
+    from lrbench.suite.training.lightning_module import EstimatorModule, TrainBatches
     from lrbench.tasks import get_task
-
-    from .lightning_module import EstimatorModule, TrainBatches
 
     seed = config["seed"]
     device = _device(config)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import UserError
+from lrbench.suite.errors import UserError
 
 MODES = ("offline", "online", "disabled")
 DEFAULT_PROJECT = "lrbench"

@@ -26,8 +26,8 @@ from torch import nn
 
 from lrbench.estimators import ESTIMATORS, Estimator, estimator_class, get_estimator
 from lrbench.estimators.registry import _load_builtin_estimators
-from lrbench.suite import distributed as D
 from lrbench.suite.errors import UserError
+from lrbench.suite.training import gradient_sync as D
 
 WORLD = 2
 STEPS = 4
@@ -314,7 +314,7 @@ def test_unsupported_multi_device_strategies_are_rejected() -> None:
 
 
 def test_cli_rejects_spawn_strategy_before_running(tmp_path, capsys: pytest.CaptureFixture) -> None:
-    from lrbench.suite.cli import main
+    from lrbench.suite.cli.main import main
 
     code = main(["run", "quick", "--only", "task=digits-mlp", "--only", "estimator=ulr", "--devices", "2",
                  "--strategy", "ddp_spawn", "--out", str(tmp_path / "out")])

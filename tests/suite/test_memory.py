@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.suite.metrics.memory import DEFINITION, LiveTensorTracker, PeakMemory, state_tensors
+from lrbench.suite.training.metrics.memory import DEFINITION, LiveTensorTracker, PeakMemory, state_tensors
 
 F32 = 4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrbench.suite.robustness.corruptions import (
+from lrbench.suite.training.robustness_eval.corruptions import (
     CORRUPTIONS,
     SEVERITY_PARAMS,
     corrupt,

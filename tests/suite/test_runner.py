@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from lrbench.suite.cli import main
-from lrbench.suite.config import expand_suite
-from lrbench.suite.results import checkpoint_path, record_path, run_id
-from lrbench.suite.runner import run_one, run_suite
+from lrbench.suite.cli.main import main
+from lrbench.suite.cli.suite_files import expand_suite
+from lrbench.suite.training.results_store import checkpoint_path, record_path, run_id
+from lrbench.suite.training.runner import run_one, run_suite
 
 REPO = Path(__file__).resolve().parents[2]
 WALL_CLOCK = {("throughput", "samples_per_second"), ("throughput", "step_time_seconds"),
@@ -197,7 +197,7 @@ def test_kill_mid_suite_then_rerun_gives_every_run_exactly_once(tmp_path: Path) 
 
 
 def test_robustness_is_evaluated_when_configured(tmp_path: Path) -> None:
-    pytest.importorskip("lrbench.suite.robustness")
+    pytest.importorskip("lrbench.suite.training.robustness_eval")
     settings = {"subset_size": 60, "pgd_linf": {"steps": 2}, "pgd_l2": {"steps": 2}, "severities": [1],
                 "corruptions": ["gaussian_noise"]}
     [bp] = configs([{"task": "digits-mlp", "estimator": "bp", "max_epochs": 2, "robustness": settings}])

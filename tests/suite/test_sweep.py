@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite import sweep as S
-from lrbench.suite.cli import main
+from lrbench.suite.cli import sweep_file as S
+from lrbench.suite.cli.main import main
 from lrbench.suite.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,7 +183,7 @@ def test_online_creates_the_sweep_and_runs_agent_trials(monkeypatch: pytest.Monk
     with the sampled parameters as its (nested) config and calls our function."""
     import wandb
 
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
@@ -243,7 +243,7 @@ TINY_SWEEP = textwrap.dedent("""\
 
 
 def test_offline_sweep_with_wandb_tracks_every_trial(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)
@@ -260,7 +260,7 @@ def test_offline_sweep_with_wandb_tracks_every_trial(monkeypatch: pytest.MonkeyP
 
 def test_trial_mode_runs_one_point_from_the_agent_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """What `wandb agent` runs through the file's command: lrbench sweep FILE --trial key=value ..."""
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's run, here without a server
     (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)

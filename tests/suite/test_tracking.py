@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite import tracking
-from lrbench.suite.config import expand_suite
+from lrbench.suite.cli.suite_files import expand_suite
 from lrbench.suite.errors import UserError
-from lrbench.suite.runner import run_one
+from lrbench.suite.training import tracking
+from lrbench.suite.training.runner import run_one
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 6

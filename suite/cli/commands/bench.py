@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import UserError
+from lrbench.suite.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +39,8 @@ def build_config(args: argparse.Namespace) -> Any:
     """``BenchConfig`` from the command line; bad values raise ``UserError`` naming the valid ones."""
     import torch
 
-    from ..bench import BenchConfig
-    from ..bench.runner import MEASUREMENTS
+    from lrbench.suite.bench import BenchConfig
+    from lrbench.suite.bench.headlines import MEASUREMENTS
 
     if args.device not in ("cpu", "cuda"):
         raise UserError(f"--device must be cpu or cuda, got {args.device!r}")
@@ -84,7 +84,7 @@ def format_report(record: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import run_bench
+    from lrbench.suite.bench import run_bench
 
     cfg = build_config(args)
     progress = None if args.json else (lambda name: print(f"  measuring {name} ...", file=sys.stderr, flush=True))

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import UserError
+from lrbench.suite.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,9 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    from lrbench.suite.training.gradient_check import gradient_check
     from lrbench.tasks import get_task
-
-    from ..gradcheck import gradient_check
 
     estimator_class(args.estimator)  # unknown estimator: fail before anything else
     spec = get_task(args.task)

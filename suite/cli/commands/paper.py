@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrbench.reports.paper import list_specs, load_spec
+    from lrbench.reports.paper_spec import list_specs, load_spec
 
     if args.name == "list":
         for spec in list_specs():
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return 0
     from lrbench.reports import build_report
-    from lrbench.reports.paper import paper_section_builder
+    from lrbench.reports.paper_spec import paper_section_builder
     from lrbench.reports.sections import DEFAULT_SECTIONS
 
     index = build_report(out, out / "report", title=f"lrbench paper: {spec.title}",
@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
-    from ..config import expand_suite, parse_assignments
-    from ..errors import UserError
-    from ..runner import run_suite
+    from lrbench.suite.cli.suite_files import expand_suite, parse_assignments
+    from lrbench.suite.errors import UserError
+    from lrbench.suite.training.runner import run_suite
 
     overrides = parse_assignments(args.extra, "override")
     if args.data_dir:
@@ -92,7 +92,7 @@ def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
     """Transfer attacks: per task and seed, the run matching ``surrogate`` (e.g. ``{estimator: bp}``) crafts
     them. Every other run with robustness enabled gets ``robustness.transfer_source`` = that run's id, and
     the surrogate runs are moved first so their checkpoints exist when the others are evaluated."""
-    from ..results import run_id
+    from lrbench.suite.training.results_store import run_id
 
     def is_surrogate(config: dict) -> bool:
         return all(config.get(k) == v for k, v in surrogate.items())

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from lrbench.suite.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -88,10 +88,9 @@ def _device(name: str):
 def evaluate_checkpoint(path: Path, args: argparse.Namespace, surrogate_path: Path | None,
                         settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, metrics.robustness) of one checkpoint."""
+    from lrbench.suite.training.robustness_eval import robustness_metrics
+    from lrbench.suite.training.robustness_eval.checkpoints import load_checkpoint_model
     from lrbench.tasks import get_task
-
-    from ..robustness import robustness_metrics
-    from ..robustness.checkpoints import load_checkpoint_model
 
     device = _device(args.device)
     model, config = load_checkpoint_model(path, task=args.task, device=device)
@@ -157,12 +156,12 @@ def _read_records(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def run_folder(run_dir: Path, args: argparse.Namespace, settings: dict[str, Any]) -> int:
-    from ..results import write_record
+    from lrbench.suite.training.results_store import write_record
 
     records = _read_records(run_dir)
     if not records:
         raise UserError(f"no run records in {run_dir / 'runs'}")
-    from ..robustness.checkpoints import run_record_for
+    from lrbench.suite.training.robustness_eval.checkpoints import run_record_for
 
     explicit = _resolve_surrogate(args.surrogate, run_dir)
     explicit_record = run_record_for(explicit) if explicit is not None else None

@@ -45,8 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import check_extra_tokens, expand_suite, parse_assignments
-    from ..results import is_done, run_id
+    from lrbench.suite.cli.suite_files import check_extra_tokens, expand_suite, parse_assignments
+    from lrbench.suite.training.results_store import is_done, run_id
 
     # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "run")
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     configs = expand_suite(args.suite, overrides, args.only)  # every check happens here, before any run
-    from ..distributed import check_parallel
-    from ..tracking import resolve_wandb
+    from lrbench.suite.training.gradient_sync import check_parallel
+    from lrbench.suite.training.tracking import resolve_wandb
 
     for config in configs:  # one-line errors before any run
         resolve_wandb(config["wandb"])
@@ -73,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
             rid = run_id(config)
             print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
         return 0
-    from ..runner import _check_init_sources, run_suite
+    from lrbench.suite.training.runner import _check_init_sources, run_suite
 
     _check_init_sources(configs, out_dir)
     progress = all(c["progress"] for c in configs)
     result = run_suite(configs, out_dir, progress=progress)
     done = len(result.records) - len(result.failures)
-    from ..distributed import global_rank_from_env
+    from lrbench.suite.training.gradient_sync import global_rank_from_env
 
     if global_rank_from_env(configs[0]["devices"]) != 0:  # DDP: the other ranks ran the same suite silently
         return result.exit_code

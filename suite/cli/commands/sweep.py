@@ -43,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import sweep as sweeps
-    from ..config import check_extra_tokens, parse_assignments
-    from ..results import is_done, run_id
+    from lrbench.suite.cli import sweep_file as sweeps
+    from lrbench.suite.cli.suite_files import check_extra_tokens, parse_assignments
+    from lrbench.suite.training.results_store import is_done, run_id
 
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "sweep")
     spec = sweeps.load_sweep(args.file)
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
             rid = run_id(config)
             print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
         return 0
-    from ..runner import run_suite
+    from lrbench.suite.training.runner import run_suite
 
     result = run_suite(configs, out_dir, progress=all(c["progress"] for c in configs))
     done = len(result.records) - len(result.failures)
-    from ..distributed import global_rank_from_env
+    from lrbench.suite.training.gradient_sync import global_rank_from_env
 
     if global_rank_from_env(configs[0]["devices"]) != 0:  # devices > 1: the other ranks ran the same trials
         return result.exit_code

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UserError
+from lrbench.suite.errors import UserError
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 

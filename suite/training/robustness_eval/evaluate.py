@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UserError
-from .attacks import attack_mode, fgsm, pgd
-from .corruptions import CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from lrbench.suite.errors import UserError
+from lrbench.suite.training.robustness_eval.attacks import attack_mode, fgsm, pgd
+from lrbench.suite.training.robustness_eval.corruptions import CORRUPTIONS, SEVERITY_PARAMS, corrupt
 
 EPS_LINF: dict[str, tuple[float, ...]] = {
     "digits": (0.05, 0.1, 0.13, 0.2, 0.3),
