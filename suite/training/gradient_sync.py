@@ -29,46 +29,20 @@ backprop — is small beside the K noisy forward passes of an LR step. It also k
 bitwise identical (every rank receives the same reduced buffer and applies the same optimizer step),
 which the tests check.
 
-**Noise seeds across ranks** (``noise_scope`` / ``rank_seed``):
-
-* per-sample (activation) noise — ULR, ALR, XConv: rank r uses ``rank_seed(seed, r)`` (rank 0 keeps
-  ``seed``). With a shared seed, sample j of every rank would get the same noise ξ_j, correlating the
-  ranks' terms and inflating the variance of the average; independent streams make the R-rank step
-  equal to a one-rank step on the global batch whose noise rows are the concatenation of the ranks' noise
-  (exactly so when the baseline is per-sample, e.g. ``baseline=clean``).
-* weight-space noise — ES, SPSA, FG: every rank keeps the shared ``seed``, so all ranks perturb along the
-  same directions z_d and (1/R) Σ_r Σ_d c_{d,r} z_d = Σ_d (mean_r c_{d,r}) z_d is *the* one-rank estimate
-  on the global batch (the coefficients are linear in the batch mean loss).
-* none — bp.
-
-Each estimator class declares its ``noise_scope`` (``"sample" | "weight" | "none"``; the base class's
-default is per-sample: independent noise is never biased, shared noise is only right for weight-space
-directions).
-
-**Copy-parallel mode** (``strategy=ddp_copies``, ``parallel_mode``): instead of batch shards, every rank
-takes the whole batch with K/R of the estimator's copies (``split_copies``) and its own noise stream; the
-same all-reduce gives the K-copy estimate whose copies are the ranks' copies (ALR's copy-level
-parallelism). ``check_parallel`` rejects, in one line before any run, what cannot work.
-
-**Metrics across ranks**: memory is reported per rank (``gather_floats``), throughput summed over
-ranks and step time the max over ranks (``reduce_float(..., "max")``; ``throughput_across_ranks``).
 Every helper is a no-op returning the local value when torch.distributed is not initialised, so the
-single-process path runs the same code.
+single-process path runs the same code. Noise seeds per rank: rank_seeds.py; batch shards and copy-parallel
+mode: parallel_modes.py; metrics across ranks: rank_metrics.py.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from lrbench.estimators.seeding import counter_seed
-
 DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024  # DDP's default bucket_cap_mb=25
-_RANK_SALT = 0x52414E4B  # "RANK": keeps rank seeds apart from the estimator's own counter keys
 
 
 # --------------------------------------------------------------------------- process group
@@ -205,178 +179,6 @@ def sync_after_estimate(model: torch.nn.Module, estimator: Any, loss: torch.Tens
     return (global_loss if loss is not None else None), logs
 
 
-# --------------------------------------------------------------------------- noise seeds
-def noise_scope(estimator: Any) -> str:
-    """``"sample"``, ``"weight"`` or ``"none"``: where the estimator's noise lives, as its class declares
-    (``Estimator.noise_scope``); ``estimator`` is an estimator, its class or its registered name."""
-    if isinstance(estimator, str):
-        from lrbench.estimators import estimator_class
-
-        estimator = estimator_class(estimator)
-    return str(estimator.noise_scope)
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """The noise seed of rank ``rank`` for a per-sample-noise estimator: ``seed`` on rank 0, else
-    ``counter_seed(seed, SALT, rank)`` (an independent stream; same (seed, rank) -> same stream)."""
-    if rank == 0:
-        return int(seed)
-    return counter_seed(int(seed), _RANK_SALT, int(rank)) % (2**62)
-
-
-def seed_for_rank(estimator: Any, seed: int, rank: int, mode: str = "data") -> int:
-    """The seed ``estimator`` should use on ``rank``: shared for weight-space noise in data-parallel mode,
-    per rank otherwise (in copy-parallel mode every rank must draw its own copies, whatever the scope)."""
-    independent = noise_scope(estimator) == "sample" or (mode == "copies" and noise_scope(estimator) != "none")
-    return rank_seed(seed, rank) if independent else int(seed)
-
-
-def apply_rank_seed(estimator: Any, rank: int | None = None, mode: str = "data") -> int:
-    """Re-key a built estimator's noise for this rank (``estimator.opts['seed']``); returns the seed used.
-
-    Call once per process after the process group exists (e.g. in ``LightningModule.setup``), before
-    the first ``estimate``. The base seed is remembered, so calling it again is idempotent.
-    """
-    if rank is None:
-        rank = world()[0]
-    base = getattr(estimator, "_base_seed", None)
-    if base is None:
-        base = int(estimator.opts.get("seed", 0))
-        estimator._base_seed = base
-    new = seed_for_rank(estimator, base, rank, mode)
-    estimator.opts["seed"] = new
-    return new
-
-
-# --------------------------------------------------------------------------- ranks, batches, launch
-SUPPORTED_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
-COPY_PARALLEL = "ddp_copies"  # lrbench's name: Lightning's ddp, every rank the whole batch, copies split
-
-
-def parallel_mode(strategy: str) -> str:
-    """``"copies"`` for ``strategy=ddp_copies`` (copy-level parallelism), else ``"data"`` (batch shards).
-
-    Copy-parallel: every rank estimates on the whole global batch with K/R of the estimator's copies
-    (``copies`` or ``directions``) and its own noise stream; the same .grad all-reduce (equal weights)
-    then gives the K-copy estimate, ĝ = (1/R) Σ_r ĝ_{K/R}(B; ξ⁽ʳ⁾) — exactly the K-copy estimate whose
-    copies are the ranks' copies concatenated (per-sample baselines none/clean; with ``loo`` each copy's
-    baseline uses the other copies of its own rank). ALR's copy-level ("data-level") parallelism.
-    """
-    return "copies" if str(strategy).lower() == COPY_PARALLEL else "data"
-
-
-def lightning_strategy(strategy: str) -> str:
-    """The strategy name Lightning receives (``ddp_copies`` is Lightning's ``ddp``)."""
-    return "ddp" if parallel_mode(strategy) == "copies" else strategy
-
-
-def copy_option(estimator: Any) -> str | None:
-    """The option that counts the estimator's independent copies, as its class declares
-    (``Estimator.copies_option``), or ``None``."""
-    return estimator.copies_option
-
-
-def split_copies(estimator: Any, world_size: int) -> Any:
-    """Copy-parallel mode: the estimator this rank runs, with K/R of the copies (each entry of a per-block
-    list), re-validated by ``Estimator.with_options``."""
-    key = copy_option(estimator)
-    if world_size <= 1 or key is None:
-        return estimator
-    value = estimator.opts[key]
-    per_rank = [int(v) // world_size for v in value] if isinstance(value, list) else int(value) // world_size
-    return estimator.with_options(**{key: per_rank})
-
-
-def check_parallel(config: dict[str, Any]) -> None:
-    """One-line UserError for a multi-device setup lrbench cannot train correctly.
-
-    Supported with ``devices > 1``: Lightning's script-launched DDP (``ddp``, or ``auto``, which picks it)
-    and ``ddp_copies`` for estimators with ``copies``/``directions`` divisible by the number of ranks.
-    Spawn/fork variants train in child processes whose module never returns its metrics to the process
-    that writes the record; FSDP/DeepSpeed shard the parameters, which the .grad all-reduce does not know.
-    """
-    from lrbench.suite.errors import UserError
-
-    strategy, devices = str(config["strategy"]).lower(), int(config["devices"])
-    if strategy == COPY_PARALLEL:
-        from lrbench.estimators import estimator_class
-
-        world_size = devices * num_nodes_from_env()
-        key = copy_option(estimator_class(config["estimator"]))
-        if key is None:
-            raise UserError(f"strategy '{COPY_PARALLEL}' splits an estimator's copies over ranks, but "
-                            f"'{config['estimator']}' declares no copies option; use strategy ddp")
-        value = config["estimator_options"].get(key)
-        values = value if isinstance(value, list) else [value]
-        if value is None or any(int(v) % world_size for v in values):
-            raise UserError(f"strategy '{COPY_PARALLEL}': estimator_options.{key}={value} must be divisible "
-                            f"by the {world_size} ranks")
-        per_rank = [int(v) // world_size for v in values] if isinstance(value, list) else int(value) // world_size
-        try:  # the per-rank options must be valid too (e.g. antithetic pairs)
-            estimator_class(config["estimator"])(**{**config["estimator_options"], key: per_rank})
-        except ValueError as exc:
-            raise UserError(f"strategy '{COPY_PARALLEL}' with {world_size} ranks: {exc}") from None
-        return
-    if devices > 1 and strategy not in SUPPORTED_STRATEGIES:
-        raise UserError(f"strategy '{config['strategy']}' is not supported with devices={devices}; use one of "
-                        f"{', '.join((*SUPPORTED_STRATEGIES, COPY_PARALLEL))} (docs/SCALE_OUT.md)")
-
-
-def global_rank_from_env(devices_per_node: int = 1) -> int:
-    """This process's global rank as the launchers announce it, before any process group exists.
-
-    ``RANK`` (torchrun, Lightning's subprocess launcher) > ``SLURM_PROCID`` (srun) >
-    ``NODE_RANK·devices_per_node + LOCAL_RANK`` (Lightning's own multi-node launch); 0 otherwise — the
-    process that starts a single-node DDP run is rank 0.
-    """
-    env = os.environ
-    for key in ("RANK", "SLURM_PROCID"):
-        if env.get(key, "").isdigit():
-            return int(env[key])
-    node = int(env.get("NODE_RANK", "0") or 0) if env.get("NODE_RANK", "0").isdigit() else 0
-    local = int(env.get("LOCAL_RANK", "0")) if env.get("LOCAL_RANK", "0").isdigit() else 0
-    return node * max(1, int(devices_per_node)) + local
-
-
-def local_cuda_index() -> int:
-    """The CUDA device of this process: ``LOCAL_RANK`` (torchrun, Lightning) > ``SLURM_LOCALID`` > the
-    current device. Data must live there before Lightning's own setup moves the model."""
-    for key in ("LOCAL_RANK", "SLURM_LOCALID"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    return torch.cuda.current_device()
-
-
-def num_nodes_from_env() -> int:
-    """Nodes of a multi-node job: ``LRBENCH_NUM_NODES`` > ``SLURM_NNODES`` (SLURM) >
-    ``WORLD_SIZE / LOCAL_WORLD_SIZE`` (torchrun); 1 otherwise (Lightning's ``Trainer(num_nodes=...)``)."""
-    env = os.environ
-    for key in ("LRBENCH_NUM_NODES", "SLURM_NNODES"):
-        if env.get(key, "").isdigit():
-            return max(1, int(env[key]))
-    if env.get("WORLD_SIZE", "").isdigit() and env.get("LOCAL_WORLD_SIZE", "").isdigit():
-        return max(1, int(env["WORLD_SIZE"]) // max(1, int(env["LOCAL_WORLD_SIZE"])))
-    return 1
-
-
-def shard_batch(*tensors: torch.Tensor, rank: int | None = None, world_size: int | None = None,
-                mode: str = "data") -> tuple[torch.Tensor, ...]:
-    """This rank's rows of a global batch that every rank holds (same data order on every rank).
-
-    Rows are split into R contiguous shards whose sizes differ by at most one (``torch.tensor_split``);
-    the sync weights each rank by its row count, so the step is the global per-sample mean. A batch with
-    fewer rows than ranks (a last partial batch) is not split: every rank takes all rows. Without a
-    process group, or in copy-parallel mode (``mode="copies"``), the tensors are returned unchanged.
-    """
-    if mode == "copies":
-        return tensors
-    if rank is None or world_size is None:
-        rank, world_size = world()
-    if world_size <= 1 or tensors[0].shape[0] < world_size:
-        return tensors
-    return tuple(torch.tensor_split(t, world_size)[rank] for t in tensors)
-
-
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
 
 
@@ -400,53 +202,6 @@ def gather_floats(value: float) -> list[float]:
     out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t)
     return [float(x.item()) for x in out]
-
-
-def throughput_across_ranks(samples: float, seconds: float, steps: int) -> dict[str, float]:
-    """Throughput of the whole job: samples summed over ranks, time the slowest rank's.
-
-    samples_per_second = Σ_r samples_r / max_r seconds_r ; step_time_seconds = max_r seconds_r / steps.
-    """
-    total_samples = reduce_float(samples, "sum")
-    slowest = reduce_float(seconds, "max")
-    return {"samples_per_second": total_samples / slowest if slowest > 0 else 0.0,
-            "step_time_seconds": slowest / steps if steps else 0.0,
-            "world_size": float(world()[1])}
-
-
-def merge_rank_metrics(metrics: dict[str, Any], mode: str = "data") -> dict[str, Any]:
-    """Turn one rank's ``metrics`` (RESULTS.md) into the job's, on every rank (collective; no-op alone).
-
-    * ``throughput``: each rank's timed seconds T_r = step_time·timed_steps and samples S_r =
-      samples_per_second·T_r; the job's samples_per_second = Σ_r S_r / max_r T_r and step_time_seconds =
-      max_r T_r / timed_steps (the slowest rank sets the pace: every step ends in a collective);
-      ``flops_per_step`` = Σ_r (the work of one global step; each rank measured its shard). In
-      copy-parallel mode every rank saw the whole batch: samples count once, Σ_r S_r / R.
-    * ``peak_memory_bytes``: ``per_device`` = [peak of rank 0, peak of rank 1, ...], ``max`` their max,
-      ``cuda_allocator_peak`` the max over ranks.
-    """
-    if not is_distributed():
-        return metrics
-    out = dict(metrics)
-    tp = metrics.get("throughput")
-    if isinstance(tp, dict) and tp.get("timed_steps"):
-        seconds = float(tp.get("step_time_seconds") or 0.0) * int(tp["timed_steps"])
-        samples = float(tp.get("samples_per_second") or 0.0) * seconds
-        if mode == "copies":
-            samples /= world()[1]
-        merged = throughput_across_ranks(samples, seconds, int(tp["timed_steps"]))
-        out["throughput"] = {**tp, "samples_per_second": merged["samples_per_second"],
-                             "step_time_seconds": merged["step_time_seconds"]}
-    if isinstance(tp, dict) and tp.get("flops_per_step") is not None:
-        out["throughput"] = {**out["throughput"], "flops_per_step": reduce_float(float(tp["flops_per_step"]), "sum")}
-    mem = metrics.get("peak_memory_bytes")
-    if isinstance(mem, dict) and mem.get("per_device"):
-        per_rank = gather_floats(float(max(mem["per_device"])))
-        cuda_peak = mem.get("cuda_allocator_peak")
-        cuda_max = reduce_float(float(cuda_peak) if cuda_peak is not None else -1.0, "max")
-        out["peak_memory_bytes"] = {**mem, "per_device": [int(v) for v in per_rank], "max": int(max(per_rank)),
-                                    "cuda_allocator_peak": int(cuda_max) if cuda_max >= 0 else None}
-    return out
 
 
 def replicas_identical(model: torch.nn.Module) -> bool:

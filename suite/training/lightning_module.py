@@ -6,8 +6,8 @@ One training step::
     [gradient quality vs BP on the same batch and parameters, when scheduled]        (untimed)
     optimizer.step(); scheduler.step()                                               (timed)
 
-Under DDP every rank holds the global batch, estimates on its shard, and ``distributed.sync_after_estimate``
-averages ``.grad`` (and the loss) over ranks before the optimizer step (suite/distributed.py). A
+Under DDP every rank holds the global batch, estimates on its shard, and ``sync_after_estimate``
+averages ``.grad`` (and the loss) over ranks before the optimizer step (suite/training/gradient_sync.py). A
 non-finite loss raises :class:`Diverged`. At the end of every epoch the model is evaluated
 (``eval()`` mode, no grad, untimed) on the validation and test splits; the epoch's row of ``history`` is
 ``{epoch, step, train_loss, val_accuracy, test_accuracy, wall_time}`` with ``train_loss`` the mean of the
@@ -25,10 +25,13 @@ import torch
 from torch import nn
 
 from lrbench.estimators import Estimator
-from lrbench.suite.training import gradient_sync as distributed
 from lrbench.suite.training.metrics.gradient_quality import GradientQuality
 from lrbench.suite.training.metrics.throughput import StepClock
 from lrbench.suite.training.metrics.time_to_target import TimeToTarget
+
+from .gradient_sync import sync_after_estimate
+from .parallel_modes import shard_batch
+from .rank_seeds import apply_rank_seed
 
 EVAL_BATCH_SIZE = 1024
 
@@ -87,12 +90,14 @@ class TrainBatches:
 class EstimatorModule(pl.LightningModule):
     """Trains ``model`` with ``estimator`` + optimizer; collects history, clock, gradient quality, target."""
 
-    parallel = "data"  # multi-rank mode (suite/distributed.py): "data" = batch shards, "copies" = ddp_copies
-
     def __init__(self, model: nn.Module, estimator: Estimator, loss_fn: Callable[..., torch.Tensor],
                  correct_fn: Callable[[torch.Tensor, torch.Tensor], int], data: Any, *, optimizer: str,
                  lr: float, weight_decay: float, lr_schedule: str, total_steps: int,
-                 grad_quality_every: int | None, target: float | None) -> None:
+                 grad_quality_every: int | None, target: float | None, parallel: str = "data",
+                 step_cost: dict[str, Any] | None = None) -> None:
+        """``parallel``: multi-rank mode (suite/training/parallel_modes.py), ``"data"`` = batch shards,
+        ``"copies"`` = ddp_copies. ``step_cost``: ``{"memory": peak_memory_bytes object, "flops": float,
+        "forward_passes": float}`` of one step, measured by the runner before training."""
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -108,10 +113,8 @@ class EstimatorModule(pl.LightningModule):
         self.history: list[dict[str, Any]] = []
         self._epoch_losses: list[float] = []
         self.last_loss: float | None = None
-        self.spec: Any = None
-        # {"memory": peak_memory_bytes object, "flops": float, "forward_passes": float}, set by the runner
-        self.step_cost: dict[str, Any] = {}
-        self.run_metrics: dict[str, Any] = {}
+        self.parallel = parallel
+        self.step_cost: dict[str, Any] = dict(step_cost or {})
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
@@ -124,18 +127,18 @@ class EstimatorModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.clock.device = self.device
-        distributed.apply_rank_seed(self.estimator, self.global_rank, self.parallel)  # per-rank noise
+        apply_rank_seed(self.estimator, self.global_rank, self.parallel)  # per-rank noise
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch  # the global batch: every rank holds it, estimates on its shard (xs, ys)
-        xs, ys = distributed.shard_batch(x, y, mode=self.parallel)
+        xs, ys = shard_batch(x, y, mode=self.parallel)
         opt = self.optimizers()
         sched = self.lr_schedulers()
         step = int(self.global_step)
         self.clock.begin_step()
         self.clock.start()
         loss, logs = self.estimator.estimate(self.model, self.loss_fn, xs, ys)
-        loss, sync_logs = distributed.sync_after_estimate(self.model, self.estimator, loss, len(xs))
+        loss, sync_logs = sync_after_estimate(self.model, self.estimator, loss, len(xs))
         logs = {**logs, **sync_logs}
         self.clock.stop()
         value = float(loss)

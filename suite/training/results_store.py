@@ -1,16 +1,12 @@
-"""The results store: one JSON record per run under ``DIR/runs/`` (schema in docs/RESULTS.md).
+"""The results store: one JSON record per run under ``DIR/runs/`` (schema: lrbench/schema.py, docs/RESULTS.md).
 
-    run_id = f"{task}__{estimator}__{hash10}__s{seed}"
-    hash10 = sha256(canonical_json(config − {seed, out, data_dir, progress, wandb}))[:10]
-
-``canonical_json`` = ``json.dumps(sort_keys=True, separators=(",", ":"))``. A record is written atomically
-(a temporary file in the same folder, then ``os.replace``), so a reader sees either no file or a whole
-record; the record is written last, after the run's checkpoint, so its presence marks a finished run.
+A record is written atomically (a temporary file in the same folder, then ``os.replace``), so a reader
+sees either no file or a whole record; the record is written last, after the run's checkpoint, so its
+presence marks a finished run. Run ids, the record's keys and statuses are defined in ``lrbench.schema``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -18,22 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-FINAL_STATUSES = ("completed", "diverged", "failed")
-# Statuses a re-run of the suite keeps (skips); a 'failed' run is retried.
-SKIPPED_STATUSES = ("completed", "diverged")
-NON_RESULT_KEYS = ("seed", "out", "data_dir", "progress", "wandb")
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """First 10 hex digits of the SHA-256 of the canonical JSON of the config without non-result keys."""
-    relevant = {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
-    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def run_id(config: Mapping[str, Any]) -> str:
-    return f"{config['task']}__{config['estimator']}__{config_hash(config)}__s{config['seed']}"
+from lrbench.schema import SKIPPED_STATUSES
+from lrbench.suite.errors import UserError
 
 
 def record_path(out_dir: Path | str, rid: str) -> Path:
@@ -105,3 +87,15 @@ def is_done(out_dir: Path | str, rid: str) -> bool:
     """True when a record with a status a re-run keeps (completed / diverged) exists."""
     record = read_record(out_dir, rid)
     return record is not None and record.get("status") in SKIPPED_STATUSES
+
+
+def resolve_checkpoint(value: str, out_dir: Path) -> Path:
+    """``init_from`` / transfer source: a checkpoint path, or a run id of ``out_dir`` with a checkpoint."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    candidate = checkpoint_path(out_dir, value)
+    if candidate.is_file():
+        return candidate
+    raise UserError(f"checkpoint '{value}' not found (neither a file nor a run id with "
+                    f"{candidate.relative_to(out_dir)} under {out_dir})")

@@ -1,12 +1,11 @@
-"""Run resolved configs and store one record per run (``lrbench run``).
+"""One run end to end: ``run_one(config, out_dir)`` trains one resolved config and writes its record.
 
-``run_suite(configs, out_dir)`` runs every config whose record is not already final (completed or
-diverged; a ``failed`` run is retried), one after the other; a run that raises is recorded as
-``failed`` and the suite goes on. ``run_one(config, out_dir)`` trains one config and returns its record.
+The loop over a plan's runs (skipping final records, going on after a failure) is
+``suite.training.execute``; the checks made before any run are ``suite.cli.preflight``.
 
 Crash safety: a run writes, in order, its CSV log (``DIR/logs/<run_id>/``), its final weights
 (``DIR/checkpoints/<run_id>.pt``, atomic) and last its record (``DIR/runs/<run_id>.json``, atomic). A
-run killed before the record exists leaves no record; the next ``run_suite`` deletes its partial log
+run killed before the record exists leaves no record; the next execution deletes its partial log
 and starts it again from scratch, so every run ends with exactly one record.
 
 Determinism (CPU): ``seed_everything(seed)`` with the run's explicit seed before the model is built,
@@ -18,58 +17,33 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
-import importlib.util
 import io
 import logging
 import os
 import shutil
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lrbench.schema import RunConfig, empty_metrics, new_record
 from lrbench.suite.errors import UserError
-from lrbench.suite.training import gradient_sync as distributed
 from lrbench.suite.training import provenance, tracking
+from lrbench.suite.training.gradient_sync import replicas_identical
+from lrbench.suite.training.launcher_env import global_rank_from_env, local_cuda_index, num_nodes_from_env
+from lrbench.suite.training.parallel_modes import lightning_strategy, parallel_mode, shard_batch, split_copies
+from lrbench.suite.training.rank_metrics import merge_rank_metrics
 from lrbench.suite.training.results_store import (
-    SCHEMA_VERSION,
     atomic_write_bytes,
     checkpoint_path,
-    is_done,
     log_dir,
-    run_id,
+    resolve_checkpoint,
     write_record,
 )
-
-METRIC_KEYS = ("val_accuracy_final", "val_accuracy_best", "test_accuracy_final", "test_accuracy_best",
-               "train_loss_final", "time_to_target", "history", "peak_memory_bytes", "throughput",
-               "gradient_quality", "robustness")
-
-
-@dataclass
-class SuiteResult:
-    """What ``run_suite`` did: records of the runs it ran, ids it skipped, and failures."""
-
-    out_dir: Path
-    records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "failed"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
 
 
 # --------------------------------------------------------------------------- Lightning plumbing
@@ -85,10 +59,10 @@ def build_trainer(config: dict[str, Any], *, loggers: Sequence[Any] | bool = (),
         callbacks.append(TQDMProgressBar(process_position=1))
     return pl.Trainer(
         accelerator=config["accelerator"], devices=devices or config["devices"],
-        strategy=distributed.lightning_strategy(strategy or config["strategy"]),  # ddp_copies -> ddp
+        strategy=lightning_strategy(strategy or config["strategy"]),  # ddp_copies -> ddp
         max_epochs=config["max_epochs"] if config["max_epochs"] is not None else -1,
         max_steps=config["max_steps"] if config["max_steps"] is not None else -1,
-        num_nodes=distributed.num_nodes_from_env(),  # multi-node: SLURM / torchrun (docs/SCALE_OUT.md)
+        num_nodes=num_nodes_from_env(),  # multi-node: SLURM / torchrun (docs/SCALE_OUT.md)
         logger=list(loggers) if not isinstance(loggers, bool) else loggers,
         callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1,
@@ -129,7 +103,7 @@ def _quiet_lightning() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- pieces of one run
 def _device(config: dict[str, Any]) -> torch.device:
-    return torch.device("cuda", distributed.local_cuda_index()) if config["accelerator"] == "gpu" else torch.device("cpu")
+    return torch.device("cuda", local_cuda_index()) if config["accelerator"] == "gpu" else torch.device("cpu")
 
 
 def _estimator(config: dict[str, Any]) -> Any:
@@ -138,18 +112,6 @@ def _estimator(config: dict[str, Any]) -> Any:
     options = dict(config["estimator_options"])
     options.setdefault("seed", config["seed"])
     return get_estimator(config["estimator"], **options)
-
-
-def resolve_checkpoint(value: str, out_dir: Path) -> Path:
-    """``init_from`` / transfer source: a checkpoint path, or a run id of ``out_dir`` with a checkpoint."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        return path
-    candidate = checkpoint_path(out_dir, value)
-    if candidate.is_file():
-        return candidate
-    raise UserError(f"checkpoint '{value}' not found (neither a file nor a run id with "
-                    f"{candidate.relative_to(out_dir)} under {out_dir})")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -180,15 +142,13 @@ def measure_step_cost(model: torch.nn.Module, estimator: Any, config: dict[str, 
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lrbench.estimators import get_estimator
     from lrbench.suite.training.lightning_module import build_optimizer
     from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         twin = copy.deepcopy(model)
-        est = get_estimator(estimator.name, **estimator.opts)
-        est.load_state_dict(estimator.state_dict())
+        est = estimator.with_options()  # same options and state, validated once more
         opt = build_optimizer(config["optimizer"], [p for p in twin.parameters() if p.requires_grad],
                               config["lr"], config["weight_decay"])
         flops = FlopCounterMode(display=False)
@@ -203,67 +163,67 @@ def _robustness(config: dict[str, Any], model: torch.nn.Module, spec: Any, data:
     """``suite.robustness.robustness_metrics`` on the test split, when ``config["robustness"]`` is set."""
     if config["robustness"] is None:
         return None
-    if importlib.util.find_spec("lrbench.suite.training.robustness_eval") is None:
-        raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    robustness = importlib.import_module("lrbench.suite.training.robustness_eval")
+    from lrbench.suite.training.robustness_eval import robustness_metrics
+    from lrbench.suite.training.robustness_eval.checkpoints import load_checkpoint_model
+
     settings = dict(config["robustness"])
     surrogate = None
     source = settings.get("transfer_source")
     if source:
         device = next(model.parameters()).device
         path = resolve_checkpoint(str(source), out_dir)
-        loader = importlib.import_module("lrbench.suite.training.robustness_eval.checkpoints")
-        surrogate, _ = loader.load_checkpoint_model(path, device=device, fallback_task=config["task"])
+        surrogate, _ = load_checkpoint_model(path, device=device, fallback_task=config["task"])
     x_test, y_test = data.test
     model.eval()
-    return robustness.robustness_metrics(model, x_test, y_test, dataset=spec.dataset, settings=settings,
-                                         surrogate=surrogate, seed=config["seed"])
+    return robustness_metrics(model, x_test, y_test, dataset=spec.dataset, settings=settings,
+                              surrogate=surrogate, seed=config["seed"])
 
 
-def _empty_metrics() -> dict[str, Any]:
-    return {key: None for key in METRIC_KEYS} | {"history": []}
+def _new_record(config: RunConfig) -> dict[str, Any]:
+    return new_record(config, {"git_commit": provenance.git_commit(), "versions": provenance.versions(),
+                               "hardware": provenance.hardware(config.accelerator, config.devices, 1),
+                               "started_at": provenance.now()})
 
 
-def _base_record(config: dict[str, Any], rid: str) -> dict[str, Any]:
-    from lrbench.suite.cli.suite_files import CONFIG_KEYS
+@dataclass
+class TrainedRun:
+    """What training one config produced: the module and trainer, the task spec, the job-wide metrics."""
 
-    stored = {key: config[key] for key in CONFIG_KEYS}  # runtime keys (out, data_dir, ...) are not results
-    return {"schema_version": SCHEMA_VERSION, "run_id": rid, "config": stored, "seed": config["seed"],
-            "git_commit": provenance.git_commit(), "versions": provenance.versions(),
-            "hardware": provenance.hardware(config["accelerator"], config["devices"], 1),
-            "started_at": provenance.now(), "finished_at": None, "status": None, "message": None,
-            "metrics": _empty_metrics()}
+    module: Any
+    trainer: Any
+    spec: Any
+    metrics: dict[str, Any]
+    replicas_identical: bool
 
 
 # --------------------------------------------------------------------------- one run
-def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False) -> dict[str, Any]:
+def run_one(config: RunConfig | Mapping[str, Any], out_dir: Path | str, progress: bool = False) -> dict[str, Any]:
     """Train one resolved config, write ``DIR/runs/<run_id>.json`` and return the record.
 
     A NaN/inf loss gives status ``diverged``; any other exception ``failed`` with its message (the full
     traceback goes to ``DIR/logs/<run_id>/error.txt``). KeyboardInterrupt/SystemExit write nothing.
     """
-    from lrbench.suite.cli.suite_files import RUNTIME_KEYS
-
     out_dir = Path(out_dir)
-    config = {**RUNTIME_KEYS, **config}  # a record's config (no runtime keys) runs as well
-    rid = run_id(config)
-    rank = distributed.global_rank_from_env(config["devices"])
+    config = RunConfig.from_mapping(config)  # a record's config (no runtime keys) runs as well
+    rid = config.run_id
+    rank = global_rank_from_env(config.devices)
     is_zero = rank == 0  # DDP: every rank runs this; only rank 0 writes files and tracks
     if is_zero:
         shutil.rmtree(log_dir(out_dir, rid), ignore_errors=True)  # a killed earlier attempt's partial log
-    record = _base_record(config, rid)
+    record = _new_record(config)
     module = None
     tracker = tracking.start_tracking(config, out_dir, rid, rank=rank)
     try:
         with _quiet_lightning(), _deterministic(config["accelerator"] if config["accelerator"] == "cpu" else "cuda"):
-            module, trainer = _train(config, out_dir, rid, progress, loggers=tracker.loggers)
-            record["hardware"]["world_size"] = int(trainer.world_size)
-            if trainer.world_size > 1:
-                record["hardware"]["replicas_identical"] = module.replicas_identical
-            record["metrics"] = module.run_metrics
+            trained = _train(config, out_dir, rid, progress, loggers=tracker.loggers)
+            module = trained.module
+            record["hardware"]["world_size"] = int(trained.trainer.world_size)
+            if trained.trainer.world_size > 1:
+                record["hardware"]["replicas_identical"] = trained.replicas_identical
+            record["metrics"] = trained.metrics
             if is_zero:
                 _save_weights(module.model, checkpoint_path(out_dir, rid))
-            record["metrics"]["robustness"] = _robustness(config, module.model, module.spec, module.data, out_dir)
+            record["metrics"]["robustness"] = _robustness(config, module.model, trained.spec, module.data, out_dir)
         record["status"] = "completed"
     except Exception as exc:  # noqa: BLE001 - a run's failure is recorded, the suite goes on
         from lrbench.suite.training.lightning_module import Diverged
@@ -295,11 +255,10 @@ def _partial_metrics(module: Any) -> dict[str, Any]:
     try:
         return module.collect_metrics()
     except Exception:  # noqa: BLE001 - partial metrics are best effort
-        return _empty_metrics()
+        return empty_metrics()
 
 
-def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
-           loggers: Sequence[Any] = ()) -> tuple[Any, Any]:
+def _train(config: RunConfig, out_dir: Path, rid: str, progress: bool, loggers: Sequence[Any] = ()) -> TrainedRun:
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
@@ -318,24 +277,22 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     if config["train_subset"] is not None:
         data = data.subset(train=config["train_subset"])
     estimator = _estimator(config)
-    parallel = distributed.parallel_mode(config["strategy"])  # data (batch shards) | copies (ddp_copies)
-    world_size = config["devices"] * distributed.num_nodes_from_env()
+    parallel = parallel_mode(config["strategy"])  # data (batch shards) | copies (ddp_copies)
+    world_size = config["devices"] * num_nodes_from_env()
     if parallel == "copies":
-        estimator = distributed.split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
+        estimator = split_copies(estimator, world_size)  # before the cost probe: each rank runs K/R copies
     steps_per_epoch = data.num_batches("train", config["batch_size"])
     total_steps = min(s for s in (config["max_steps"],
                                   config["max_epochs"] * steps_per_epoch if config["max_epochs"] else None) if s)
+    x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
+    x0, y0 = shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
+    memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
+    passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
     module = EstimatorModule(
         model, estimator, spec.loss_fn, spec.correct, data, optimizer=config["optimizer"], lr=config["lr"],
         weight_decay=config["weight_decay"], lr_schedule=config["lr_schedule"], total_steps=total_steps,
-        grad_quality_every=config["grad_quality_every"], target=getattr(spec, "target", None))
-    module.spec = spec
-    module.parallel = parallel
-    x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
-    x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
-    memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
-    passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
-    module.step_cost = {"memory": memory, "flops": flops, "forward_passes": passes}
+        grad_quality_every=config["grad_quality_every"], target=getattr(spec, "target", None), parallel=parallel,
+        step_cost={"memory": memory, "flops": flops, "forward_passes": passes})
     logger = CSVLogger(save_dir=str(out_dir / "logs"), name=rid, version="")
     trainer = build_trainer(config, loggers=[logger, *loggers], progress=progress, default_root_dir=out_dir)
     batches = TrainBatches(data, config["batch_size"], seed, lambda: trainer.current_epoch)
@@ -345,61 +302,6 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
         exc.lrbench_module = module  # type: ignore[attr-defined]
         raise
     module.evaluate(log=False)  # a run stopped by max_steps mid-epoch still gets its final evaluation
-    module.run_metrics = distributed.merge_rank_metrics(module.collect_metrics(), parallel)  # DDP: job-wide numbers
-    module.replicas_identical = distributed.replicas_identical(module.model)
-    return module, trainer
-
-
-# --------------------------------------------------------------------------- a suite
-def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool = True) -> SuiteResult:
-    """Run every config not already final under ``out_dir``; returns what happened (never raises per run)."""
-    from tqdm.auto import tqdm
-
-    out_dir = Path(out_dir)
-    _check_init_sources(configs, out_dir)
-    _check_data([c for c in configs if not is_done(out_dir, run_id(c))])
-    result = SuiteResult(out_dir=out_dir)
-    ids = [run_id(c) for c in configs]
-    progress = progress and distributed.global_rank_from_env(configs[0]["devices"] if configs else 1) == 0  # DDP
-    bar = tqdm(total=len(configs), desc="suite", unit="run", position=0, disable=not progress, leave=True)
-    for i, (config, rid) in enumerate(zip(configs, ids, strict=True), start=1):
-        bar.set_description(f"run {i}/{len(configs)} {rid}")
-        if is_done(out_dir, rid):
-            result.skipped.append(rid)
-            bar.update(1)
-            continue
-        record = run_one(config, out_dir, progress=progress)
-        result.records.append(record)
-        if progress:
-            acc = record["metrics"].get("test_accuracy_final")
-            shown = f"{acc:.3f}" if isinstance(acc, float) else "-"
-            bar.write(f"[{i}/{len(configs)}] {rid}: {record['status']} (test accuracy {shown})"
-                      + (f" — {record['message']}" if record["message"] else ""))
-        bar.update(1)
-    bar.close()
-    return result
-
-
-def _check_data(configs: list[dict[str, Any]]) -> None:
-    """Load each task's data once before any run: missing or corrupt data is a one-line TaskError now,
-    not a failed record later."""
-    from lrbench.tasks import get_task
-
-    seen: set[tuple[str, Any]] = set()
-    for config in configs:
-        key = (config["task"], config.get("data_dir"))
-        if key not in seen:
-            seen.add(key)
-            get_task(config["task"]).load_data(data_dir=config.get("data_dir"), device="cpu")
-
-
-def _check_init_sources(configs: list[dict[str, Any]], out_dir: Path) -> None:
-    """Every ``init_from`` and ``robustness.transfer_source`` is a checkpoint file, a run id with a
-    checkpoint under ``out_dir``, or the run id of an earlier run of the suite."""
-    earlier: set[str] = set()
-    for config in configs:
-        sources = [config.get("init_from"), (config.get("robustness") or {}).get("transfer_source")]
-        for source in sources:
-            if source and source not in earlier:
-                resolve_checkpoint(str(source), out_dir)
-        earlier.add(run_id(config))
+    return TrainedRun(module=module, trainer=trainer, spec=spec,
+                      metrics=merge_rank_metrics(module.collect_metrics(), parallel),  # DDP: job-wide numbers
+                      replicas_identical=replicas_identical(module.model))

@@ -130,8 +130,8 @@ def test_malformed_spec_is_one_line(tmp_path: Path) -> None:
 
 def test_transfer_source_points_at_the_bp_run() -> None:
     pytest.importorskip("lrbench.suite.training.results_store", reason="the runner's results store is not available")
+    from lrbench.schema import run_id
     from lrbench.suite.cli.commands.paper import attach_transfer_source
-    from lrbench.suite.training.results_store import run_id
 
     base = {"task": "mnist-mlp", "seed": 0, "estimator_options": {}, "robustness": {"subset_size": 10}}
     configs = [{**base, "estimator": "ulr"}, {**base, "estimator": "bp"}, {**base, "estimator": "alr", "seed": 1}]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from lrbench.schema import run_id
 from lrbench.suite.cli.main import main
 from lrbench.suite.cli.suite_files import CONFIG_KEYS, expand_suite
 from lrbench.suite.errors import UserError
-from lrbench.suite.training.results_store import run_id
 
 SMALL = {"grid": {"task": ["digits-mlp", "digits-cnn"], "estimator": ["bp", "ulr"]},
          "estimators": {"ulr": {"estimator_options": {"copies": 8}}},

@@ -6,7 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from lrbench.suite.training.results_store import config_hash, is_done, read_record, record_path, write_record
+from lrbench.schema import config_hash
+from lrbench.suite.training.results_store import is_done, read_record, record_path, write_record
 
 
 def test_write_record_is_atomic_and_json_has_no_nan(tmp_path: Path) -> None:

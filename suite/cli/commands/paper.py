@@ -56,13 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
-    from lrbench.suite.cli.suite_files import expand_suite, parse_assignments
+    from lrbench.suite.cli.plan import finish, plan_configs
+    from lrbench.suite.cli.suite_files import expand_suite
+    from lrbench.suite.cli.tokens import parse_assignments
     from lrbench.suite.errors import UserError
-    from lrbench.suite.training.runner import run_suite
+    from lrbench.suite.training.execute import execute
 
     overrides = parse_assignments(args.extra, "override")
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
+    if args.no_progress:
+        overrides["progress"] = False
     configs = expand_suite(spec.suite(args.budget), overrides)
     if spec.transfer_surrogate:
         configs = attach_transfer_source(configs, spec.transfer_surrogate)
@@ -73,26 +77,25 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
                   f"seed={config['seed']} {options}")
         print(f"{len(configs)} runs")
         return 0
+    plan = plan_configs(configs, out)  # the same preflight checks as lrbench run, before anything is written
     print(f"paper {spec.name}, budget {args.budget}: {len(configs)} runs into {out}")
-    result = run_suite(configs, out, progress=not args.no_progress)
+    result = execute(plan)
     for record in result.records:
         accuracy = record["metrics"].get("test_accuracy_final")
         print(f"  {record['run_id']}: {record['status']}"
               + (f", test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
               + (f" — {record['message']}" if record.get("message") else ""))
-    if not result.ok:
-        failed = ", ".join(r["run_id"] for r in result.failures)
-        print(f"lrbench paper: {len(result.failures)} run(s) failed: {failed} (listed in the report)")
+    status = finish(plan, result, "paper")
     if not (out / "runs").is_dir():
         raise UserError(f"no results were written to {out}")
-    return result.exit_code
+    return status
 
 
 def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
     """Transfer attacks: per task and seed, the run matching ``surrogate`` (e.g. ``{estimator: bp}``) crafts
     them. Every other run with robustness enabled gets ``robustness.transfer_source`` = that run's id, and
     the surrogate runs are moved first so their checkpoints exist when the others are evaluated."""
-    from lrbench.suite.training.results_store import run_id
+    from lrbench.schema import run_id
 
     def is_surrogate(config: dict) -> bool:
         return all(config.get(k) == v for k, v in surrogate.items())

@@ -13,7 +13,6 @@ The digits models are tiny: on a CPU shared with other jobs run single-threaded
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_OUT = "results"
@@ -45,46 +44,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrbench.suite.cli.suite_files import check_extra_tokens, expand_suite, parse_assignments
-    from lrbench.suite.training.results_store import is_done, run_id
+    from lrbench.suite.cli.plan import finish, plan_suite, print_listing
+    from lrbench.suite.cli.tokens import check_extra_tokens, parse_assignments
+    from lrbench.suite.training.execute import execute
 
     # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "run")
     overrides = parse_assignments([*args.overrides, *extra], "override")
-    out_override = overrides.pop("out", None)
+    out_override = overrides.pop("out", None)  # ``out=DIR`` on the command line is --out DIR
     out = args.out or out_override or DEFAULT_OUT
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
         overrides["progress"] = False
-    for key in ("devices", "strategy", "wandb"):  # scale-out and tracking flags (suite/distributed.py, tracking.py)
+    for key in ("devices", "strategy", "wandb"):  # scale-out and tracking flags (suite/training, tracking.py)
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
-    configs = expand_suite(args.suite, overrides, args.only)  # every check happens here, before any run
-    from lrbench.suite.training.gradient_sync import check_parallel
-    from lrbench.suite.training.tracking import resolve_wandb
-
-    for config in configs:  # one-line errors before any run
-        resolve_wandb(config["wandb"])
-        check_parallel(config)
-    out_dir = Path(str(out)).expanduser()
     if args.list:
-        for config in configs:
-            rid = run_id(config)
-            print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
+        print_listing(plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)), checks=False))
         return 0
-    from lrbench.suite.training.runner import _check_init_sources, run_suite
-
-    _check_init_sources(configs, out_dir)
-    progress = all(c["progress"] for c in configs)
-    result = run_suite(configs, out_dir, progress=progress)
-    done = len(result.records) - len(result.failures)
-    from lrbench.suite.training.gradient_sync import global_rank_from_env
-
-    if global_rank_from_env(configs[0]["devices"]) != 0:  # DDP: the other ranks ran the same suite silently
-        return result.exit_code
-    print(f"lrbench run: {len(configs)} runs: {done} run now, {len(result.skipped)} already done, "
-          f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
-    for record in result.failures:
-        print(f"lrbench run: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
-    return result.exit_code
+    plan = plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)))  # every check, nothing run yet
+    return finish(plan, execute(plan), "run")

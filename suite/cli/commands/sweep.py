@@ -1,4 +1,4 @@
-"""``lrbench sweep FILE [--offline] [--out DIR] [key=value ...]``: run a study's sweep (suite/sweep.py).
+"""``lrbench sweep FILE [--offline] [--out DIR] [key=value ...]``: run a study's sweep (suite/cli/sweep_*.py).
 
 Online (default): creates a wandb sweep from FILE and runs an agent in this process (``--count N`` trials,
 ``--sweep-id ID`` to join an existing sweep). ``--offline``: expands grid (and random with ``run_cap``,
@@ -12,7 +12,6 @@ Exit code: 0 when no trial failed, 1 when some did, 2 on bad input (nothing is r
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_OUT = "results"
@@ -43,42 +42,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrbench.suite.cli import sweep_file as sweeps
-    from lrbench.suite.cli.suite_files import check_extra_tokens, parse_assignments
-    from lrbench.suite.training.results_store import is_done, run_id
+    from lrbench.suite.cli.plan import finish, plan_configs, print_listing
+    from lrbench.suite.cli.sweep_agent import run_online, run_trial
+    from lrbench.suite.cli.sweep_file import load_sweep
+    from lrbench.suite.cli.sweep_points import offline_configs
+    from lrbench.suite.cli.tokens import check_extra_tokens, parse_assignments
+    from lrbench.suite.training.execute import execute
 
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "sweep")
-    spec = sweeps.load_sweep(args.file)
+    spec = load_sweep(args.file)
     tokens = [*args.overrides, *extra]
     out_dir = Path(args.out or Path(DEFAULT_OUT) / spec.name).expanduser()
     if args.trial:  # `wandb agent` runs the file's command: the tokens are the agent's parameters
-        records = sweeps.run_trial(spec, out_dir, {"progress": False}, tokens)
+        records = run_trial(spec, out_dir, {"progress": False}, tokens)
         return 0 if all(r["status"] != "failed" for r in records) else 1
     overrides = parse_assignments(tokens, "override")
     if args.no_progress:
         overrides["progress"] = False
     if not args.offline:
-        sweeps.run_online(spec, out_dir, overrides, count=args.count, sweep_id=args.sweep_id,
+        run_online(spec, out_dir, overrides, count=args.count, sweep_id=args.sweep_id,
                           project=args.project, entity=args.entity)
         return 0
     if args.wandb:
         overrides["wandb"] = {"mode": "offline", "group": spec.name}
-    configs = sweeps.offline_configs(spec, overrides, args.seed)
+    configs = offline_configs(spec, overrides, args.seed)
     if args.list:
-        for config in configs:
-            rid = run_id(config)
-            print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
+        print_listing(plan_configs(configs, out_dir, checks=False))
         return 0
-    from lrbench.suite.training.runner import run_suite
-
-    result = run_suite(configs, out_dir, progress=all(c["progress"] for c in configs))
-    done = len(result.records) - len(result.failures)
-    from lrbench.suite.training.gradient_sync import global_rank_from_env
-
-    if global_rank_from_env(configs[0]["devices"]) != 0:  # devices > 1: the other ranks ran the same trials
-        return result.exit_code
-    print(f"lrbench sweep: {spec.name} ({spec.method}, offline): {len(configs)} trials: {done} run now, "
-          f"{len(result.skipped)} already done, {len(result.failures)} failed; records in {out_dir / 'runs'}")
-    for record in result.failures:
-        print(f"lrbench sweep: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
-    return result.exit_code
+    plan = plan_configs(configs, out_dir)
+    return finish(plan, execute(plan), "sweep", f"{spec.name} ({spec.method}, offline): ", "trials")
