@@ -137,16 +137,10 @@ def check_against_task_and_estimator(config: dict[str, Any]) -> None:
 
 
 def _check_robustness(config: dict[str, Any], spec: Any) -> None:
-    """``suite.robustness`` must be installed; its own settings check runs now (before any training)."""
-    import importlib
-    import importlib.util
+    """The robustness settings check (``resolve_settings``) runs now, before any training."""
+    from lrbench.suite.training.robustness_eval.evaluate import resolve_settings
 
-    if importlib.util.find_spec("lrbench.suite.training.robustness_eval") is None:
-        raise UserError("robustness evaluation is not available in this version (suite.robustness missing)")
-    evaluate = importlib.import_module("lrbench.suite.training.robustness_eval.evaluate")
-    check = getattr(evaluate, "resolve_settings", None)
-    if check is not None:
-        check(spec.dataset, dict(config["robustness"]), config["seed"])
+    resolve_settings(spec.dataset, dict(config["robustness"]), config["seed"])
 
 
 def _plain(value: Any) -> Any:

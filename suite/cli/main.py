@@ -1,4 +1,4 @@
-"""The ``lrbench`` command line. Each sub-command lives in ``suite/commands/<name>.py`` and defines
+"""The ``lrbench`` command line. Each sub-command lives in ``suite/cli/commands/<name>.py`` and defines
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only wires them together and turns
 user errors into one line on stderr with exit code 2."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -29,10 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        module_name = f"lrbench.suite.cli.commands.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).add_parser(sub)
+        importlib.import_module(f"lrbench.suite.cli.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -36,11 +36,13 @@ import os
 import struct
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from lrbench.schema import RunConfig
 from lrbench.suite.errors import UserError
 
 MODES = ("offline", "online", "disabled")
@@ -203,13 +205,14 @@ class Tracker:
         self.logger = None
 
 
-def start_tracking(config: dict[str, Any], out_dir: Path | str, run_name: str, rank: int = 0) -> Tracker:
+def start_tracking(config: RunConfig | Mapping[str, Any], out_dir: Path | str, run_name: str, rank: int = 0) -> Tracker:
     """Start tracking one run (module docstring); returns an inactive Tracker whenever it must not or cannot.
 
     Never raises for wandb trouble (a one-line warning instead); raises UserError only for a malformed
     ``config["wandb"]`` value. The wandb run's folder is ``out_dir/wandb/``.
     """
-    settings = resolve_wandb(config.get("wandb"))
+    config = RunConfig.from_mapping(config)
+    settings = resolve_wandb(config.wandb)
     if settings is None or rank != 0:
         return Tracker()
     try:
@@ -229,7 +232,7 @@ def start_tracking(config: dict[str, Any], out_dir: Path | str, run_name: str, r
             mode = "offline"
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        tracked = {k: v for k, v in config.items() if k not in ("wandb", "progress")}
+        tracked = {**config.result_config(), "data_dir": config.data_dir}  # the record's config + where the data is
         run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                          tags=list(settings.tags) or None, name=run_name, dir=str(out), mode=mode,
                          config=tracked, reinit="finish_previous",

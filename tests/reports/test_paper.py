@@ -12,14 +12,9 @@ import yaml
 
 from lrbench.reports import ReportError, load_results
 from lrbench.reports.build import build_report
-from lrbench.reports.paper_spec import (
-    compare,
-    list_specs,
-    load_spec,
-    ours_table,
-    paper_section_builder,
-    published_table,
-)
+from lrbench.reports.paper_draw import paper_section_builder
+from lrbench.reports.paper_spec import list_specs, load_spec
+from lrbench.reports.paper_tables import compare, ours_table, published_table
 from lrbench.reports.sections import DEFAULT_SECTIONS
 from lrbench.suite.cli.main import main
 from tests.reports.test_report_fixture import make_record, write_synthetic_results

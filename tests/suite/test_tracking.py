@@ -120,7 +120,7 @@ def test_disabled_writes_nothing_and_waits_for_nothing(clean_env: pytest.MonkeyP
     record = run_one(_config(wandb="online"), tmp_path)
     assert record["status"] == "completed" and not (tmp_path / "wandb").exists()
     # wandb is not even imported
-    code = ("import sys; from suite import tracking; t = tracking.start_tracking({'wandb': True}, sys.argv[1], 'x'); "
+    code = ("import sys; from lrbench.suite.training import tracking; t = tracking.start_tracking({'wandb': True}, sys.argv[1], 'x'); "
             "print(t.active, 'wandb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub")], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return 0
     from lrbench.reports import build_report
-    from lrbench.reports.paper_spec import paper_section_builder
+    from lrbench.reports.paper_draw import paper_section_builder
     from lrbench.reports.sections import DEFAULT_SECTIONS
 
     index = build_report(out, out / "report", title=f"lrbench paper: {spec.title}",
