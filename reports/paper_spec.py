@@ -17,7 +17,7 @@ settings), what to draw, and the published numbers with their citation::
     limits: what the quick budget / our runner cannot reproduce
     transfer_surrogate: {estimator: bp}    # optional: the runs whose model crafts transfer attacks
 
-``suite`` is in the runner's vocabulary (``suite.config``: defaults, grid, runs, estimators, tasks,
+``suite`` is in the runner's vocabulary (``suite.cli.suite_files``: defaults, grid, runs, estimators, tasks,
 exclude, seeds) plus one extension, ``product``: a list of lists of partial configs whose Cartesian
 product (merged dicts) is appended to ``runs`` — for settings that go in pairs, such as the paper's
 epochs = 10 + 2·log2(B) per batch size.
@@ -64,7 +64,7 @@ class PaperSpec:
     path: Path | None = field(default=None, repr=False)
 
     def suite(self, budget: str) -> dict[str, Any]:
-        """The suite mapping of ``budget`` for ``suite.config.expand_suite`` (``product`` expanded)."""
+        """The suite mapping of ``budget`` for ``suite.cli.suite_files.expand_suite`` (``product`` expanded)."""
         if budget not in self.budgets:
             raise ReportError(f"paper '{self.name}' has no budget '{budget}'; budgets: {', '.join(self.budgets)}")
         suite = dict(self.budgets[budget]["suite"])

@@ -74,8 +74,8 @@ def bare_loop(model: nn.Module, estimator: Any, data: TaskData, steps: int, cloc
 
 def lightning_loop(model: nn.Module, estimator: Any, data: TaskData, steps: int, clock: _StepClock,
                    device: str, log_dir: str) -> None:
-    """The same steps as a suite run makes them: ``suite.runner.build_trainer`` (CSVLogger, logging every
-    step) fitting ``suite.lightning_module.EstimatorModule`` on ``TrainBatches`` (plain SGD, no schedule,
+    """The same steps as a suite run makes them: ``suite.training.runner.build_trainer`` (CSVLogger, logging every
+    step) fitting ``suite.training.lightning_module.EstimatorModule`` on ``TrainBatches`` (plain SGD, no schedule,
     no gradient-quality probes, which are extra work rather than harness overhead)."""
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
@@ -139,4 +139,4 @@ def measure_harness(cfg: BenchConfig, missing: set[str]) -> dict[str, Any] | Non
     return {"overhead": ratio, "fit_overhead": fit, "steps": cfg.harness_steps, "timed_steps":
             cfg.harness_steps - WARMUP_STEPS, "median_step_seconds": {
                 k: statistics.median(v) / (cfg.harness_steps - WARMUP_STEPS) for k, v in steps.items()},
-            "lightning_module": "lrbench.suite.training.lightning_module.EstimatorModule via suite.runner.build_trainer"}
+            "lightning_module": "lrbench.suite.training.lightning_module.EstimatorModule via suite.training.runner.build_trainer"}

@@ -25,18 +25,18 @@ from .preflight import preflight
 from .suite_files import expand_suite
 
 
-def plan_configs(configs: Iterable[Mapping[str, Any]], out_dir: Path | str, *, checks: bool = True) -> Plan:
-    """A plan of resolved ``configs`` into ``out_dir``; ``checks=False`` skips the preflight (listing only)."""
+def plan_configs(configs: Iterable[Mapping[str, Any]], out_dir: Path | str, *, listing: bool = False) -> Plan:
+    """A checked plan of resolved ``configs`` into ``out_dir``; ``listing=True`` (``--list``) checks the
+    runs' settings but neither checkpoints nor data."""
     plan = Plan(configs=tuple(RunConfig.from_mapping(c) for c in configs), out_dir=Path(out_dir).expanduser())
-    if checks:
-        preflight(plan.configs, plan.out_dir)
+    preflight(plan.configs, plan.out_dir, settings_only=listing)
     return plan
 
 
 def plan_suite(source: Mapping[str, Any] | str | Path, overrides: Mapping[str, Any] | Sequence[str] = (),
-               only: Sequence[str] = (), *, out_dir: Path | str, checks: bool = True) -> Plan:
+               only: Sequence[str] = (), *, out_dir: Path | str, listing: bool = False) -> Plan:
     """Every run of a suite (× seeds, after ``overrides``, filtered by ``only``) as a checked plan."""
-    return plan_configs(expand_suite(source, overrides, only), out_dir, checks=checks)
+    return plan_configs(expand_suite(source, overrides, only), out_dir, listing=listing)
 
 
 def print_listing(plan: Plan) -> None:

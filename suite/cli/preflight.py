@@ -24,11 +24,14 @@ from lrbench.suite.training.results_store import is_done, resolve_checkpoint
 from lrbench.suite.training.tracking import resolve_wandb
 
 
-def preflight(configs: Sequence[RunConfig], out_dir: Path) -> None:
-    """Every check of this module on the runs of one plan; raises the first problem found."""
+def preflight(configs: Sequence[RunConfig], out_dir: Path, *, settings_only: bool = False) -> None:
+    """Every check of this module on the runs of one plan; raises the first problem found.
+    ``settings_only``: the per-run settings (wandb, devices), not checkpoints and data (``--list``)."""
     for config in configs:
         resolve_wandb(config["wandb"])
         check_parallel(config)
+    if settings_only:
+        return
     check_init_sources(configs, out_dir)
     check_data([c for c in configs if not is_done(out_dir, c.run_id)])
 

@@ -100,7 +100,7 @@ def point_from_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, 
 
 def trial_configs(points: Sequence[Mapping[str, Any]], overrides: Mapping[str, Any] | None = None,
                   source: str = "<sweep>") -> list[dict[str, Any]]:
-    """Resolved run configs of sweep points (through ``suite.config.expand_suite``), identical runs once.
+    """Resolved run configs of sweep points (through ``suite.cli.suite_files.expand_suite``), identical runs once.
 
     A point's ``seed`` becomes the run seed; ``overrides`` (command-line ``key=value``, e.g. a tiny
     budget) apply to every trial after the point's values.

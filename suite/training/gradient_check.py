@@ -1,7 +1,7 @@
 """Gradient check: one batch, an estimator's gradient against BP's.
 
 ``cosine``, ``relative_error`` and ``norm_ratio`` (g = BP gradient, ĝ = estimate) are those of
-``suite.metrics.gradient_quality``, the numbers the runner records during training. With R > 1 repeats
+``suite.training.metrics.gradient_quality``, the numbers the runner records during training. With R > 1 repeats
 (independent noise: the estimator's step counter advances) they are averaged over repeats,
 ``cosine_of_mean`` compares the mean estimate ḡ with g, ``variance`` = (1/R) Σ_r ‖ĝ_r − ḡ‖² (total
 variance, summed over parameters) and ``relative_variance`` = variance / ‖g‖².

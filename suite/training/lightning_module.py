@@ -11,7 +11,7 @@ averages ``.grad`` (and the loss) over ranks before the optimizer step (suite/tr
 non-finite loss raises :class:`Diverged`. At the end of every epoch the model is evaluated
 (``eval()`` mode, no grad, untimed) on the validation and test splits; the epoch's row of ``history`` is
 ``{epoch, step, train_loss, val_accuracy, test_accuracy, wall_time}`` with ``train_loss`` the mean of the
-epoch's batch losses and ``wall_time`` the training clock (:mod:`suite.metrics.throughput`).
+epoch's batch losses and ``wall_time`` the training clock (:mod:`suite.training.metrics.throughput`).
 """
 
 from __future__ import annotations

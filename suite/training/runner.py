@@ -136,7 +136,7 @@ def measure_step_cost(model: torch.nn.Module, estimator: Any, config: dict[str, 
     """Peak memory and FLOPs of one training step, measured on copies (training is not disturbed).
 
     A deep copy of the model, a clone of the estimator (same options and state) and a fresh optimizer of
-    the run's kind take one step on the first training batch under :class:`~suite.metrics.memory.PeakMemory`
+    the run's kind take one step on the first training batch under :class:`~suite.training.metrics.memory.PeakMemory`
     and ``FlopCounterMode`` (optimizer state is created inside the step, as in a real first step).
     The global RNG is forked so the run's random stream is unchanged.
     """
@@ -160,7 +160,7 @@ def measure_step_cost(model: torch.nn.Module, estimator: Any, config: dict[str, 
 
 
 def _robustness(config: dict[str, Any], model: torch.nn.Module, spec: Any, data: Any, out_dir: Path) -> Any:
-    """``suite.robustness.robustness_metrics`` on the test split, when ``config["robustness"]`` is set."""
+    """``suite.training.robustness_eval.robustness_metrics`` on the test split, when ``config["robustness"]`` is set."""
     if config["robustness"] is None:
         return None
     from lrbench.suite.training.robustness_eval import robustness_metrics

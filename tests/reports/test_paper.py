@@ -35,7 +35,7 @@ def test_required_specs_exist_with_both_budgets() -> None:
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
-    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.config is not available")
+    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.cli.suite_files is not available")
     spec = load_spec(name)
     quick = config.expand_suite(spec.suite("quick"))
     full = config.expand_suite(spec.suite("full"))
@@ -47,7 +47,7 @@ def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
 
 
 def test_xconv_table1_full_budget_is_the_papers_grid() -> None:
-    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.config is not available")
+    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.cli.suite_files is not available")
     configs = config.expand_suite(load_spec("xconv-table1").suite("full"))
     cells = {(c["estimator"], c["estimator_options"].get("probes"), c["batch_size"]) for c in configs}
     assert len(cells) == 7 * 6

@@ -1,4 +1,4 @@
-"""Gradient sync across ranks (suite/distributed.py): 2 CPU processes with gloo.
+"""Gradient sync across ranks (suite/training/gradient_sync.py): 2 CPU processes with gloo.
 
 What is asserted, per registered estimator (bp, ulr, alr, es, spsa, fg, xconv — whichever exist):
 

@@ -1,4 +1,4 @@
-"""Peak training-step memory (suite.metrics.memory) against allocation patterns of known size."""
+"""Peak training-step memory (suite.training.metrics.memory) against allocation patterns of known size."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def test_is_done_keeps_completed_and_diverged_retries_failed(tmp_path: Path) -> 
 
 
 def test_config_hash_is_canonical() -> None:
-    a = {"task": "t", "lr": 0.1, "estimator_options": {"b": 1, "a": 2}, "seed": 0, "out": "x"}
-    b = {"out": "y", "seed": 5, "estimator_options": {"a": 2, "b": 1}, "lr": 0.1, "task": "t"}
+    a = {"task": "t", "lr": 0.1, "estimator_options": {"b": 1, "a": 2}, "seed": 0, "data_dir": "x"}
+    b = {"data_dir": "y", "progress": False, "seed": 5, "estimator_options": {"a": 2, "b": 1}, "lr": 0.1, "task": "t"}
     assert config_hash(a) == config_hash(b) and len(config_hash(a)) == 10
     assert config_hash({**a, "lr": 0.2}) != config_hash(a)

@@ -1,4 +1,4 @@
-"""Attacks and the robustness protocol (suite.robustness) on tiny models trained on sklearn digits."""
+"""Attacks and the robustness protocol (suite.training.robustness_eval) on tiny models trained on sklearn digits."""
 
 from __future__ import annotations
 

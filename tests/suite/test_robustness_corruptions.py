@@ -1,4 +1,4 @@
-"""Natural corruptions (suite.robustness.corruptions): identity at severity 0, [0,1], monotone, seeded."""
+"""Natural corruptions (suite.training.robustness_eval.corruptions): identity at severity 0, [0,1], monotone, seeded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sweeps (suite/sweep.py, lrbench sweep): the shipped study files, offline grid/random through the runner
+"""Sweeps (suite/cli/sweep_file.py, lrbench sweep): the shipped study files, offline grid/random through the runner
 into one results folder, malformed files as one clear line with nothing written, and the online path's
 wiring (wandb.sweep + wandb.agent, faked: no network here)."""
 

@@ -1,4 +1,4 @@
-"""wandb tracking (suite/tracking.py): offline run folder with the metrics, disabled = nothing at all,
+"""wandb tracking (suite/training/tracking.py): offline run folder with the metrics, disabled = nothing at all,
 no network = a warning and the run goes on, malformed settings = one clear line."""
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     if args.list:
-        print_listing(plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)), checks=False))
+        print_listing(plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)), listing=True))
         return 0
     plan = plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)))  # every check, nothing run yet
     return finish(plan, execute(plan), "run")

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["wandb"] = {"mode": "offline", "group": spec.name}
     configs = offline_configs(spec, overrides, args.seed)
     if args.list:
-        print_listing(plan_configs(configs, out_dir, checks=False))
+        print_listing(plan_configs(configs, out_dir, listing=True))
         return 0
     plan = plan_configs(configs, out_dir)
     return finish(plan, execute(plan), "sweep", f"{spec.name} ({spec.method}, offline): ", "trials")

@@ -3,7 +3,7 @@
 Only the *training step* is timed: ``estimator.estimate(...)`` plus ``optimizer.step()`` (and the lr
 scheduler step), with the device synchronised at both ends of every timed segment. Data loading,
 logging, evaluation and the gradient-quality reference (BP) are outside the segments. Memory and FLOPs
-are probed on a copy of the model before training (``suite.runner.measure_step_cost``), so no training
+are probed on a copy of the model before training (``suite.training.runner.measure_step_cost``), so no training
 step is slowed down by instrumentation.
 
 * ``elapsed()`` (the clock of ``history[].wall_time`` and time-to-target) = Σ t_s over the steps so far

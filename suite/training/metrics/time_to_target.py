@@ -1,7 +1,7 @@
 """Time-to-target: the first evaluation at which the validation accuracy reaches the task's target.
 
 ``seconds`` is the training clock at that evaluation (timed training seconds only, evaluation excluded:
-see :mod:`suite.metrics.throughput`) and ``steps`` the optimizer steps taken; both null when never reached.
+see :mod:`suite.training.metrics.throughput`) and ``steps`` the optimizer steps taken; both null when never reached.
 """
 
 from __future__ import annotations
