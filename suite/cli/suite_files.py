@@ -1,9 +1,9 @@
 """Run configurations: the resolved config of one run, and suites (YAML grids/lists of runs).
 
-A *resolved config* has exactly the keys of ``CONFIG_KEYS`` (docs/RESULTS.md). Each value comes from,
+A *resolved config* has exactly the keys of ``lrbench.schema.RunConfig`` (docs/RESULTS.md). Each value comes from,
 lowest precedence first:
 
-1. ``CONFIG_KEYS`` defaults, then the task spec (``batch_size``, ``lr``, ``optimizer``, ``max_epochs``,
+1. ``RunConfig`` defaults, then the task spec (``batch_size``, ``lr``, ``optimizer``, ``max_epochs``,
    ``weight_decay``, ``lr_schedule`` when the spec has them; ``spec.estimator_defaults[estimator]``
    for ``estimator_options``);
 2. the suite's ``defaults:`` block;
@@ -49,8 +49,6 @@ from .tokens import parse_assignments, read_yaml
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
-# The config keys, their defaults and which of them are results: lrbench/schema.py (the one definition).
-CONFIG_KEYS = RESULT_KEYS
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
 # ``spec.optimizer_options`` when given there).
 SPEC_DEFAULT_KEYS = ("batch_size", "lr", "optimizer", "max_epochs", "weight_decay", "lr_schedule")
@@ -154,7 +152,7 @@ def resolve_config(run: Mapping[str, Any], suite: Mapping[str, Any] | None = Non
     layers: list[tuple[Mapping[str, Any], str]] = [(_mapping(suite.get("defaults"), "'defaults'"), "'defaults'")]
     partial = merge(merge({}, layers[0][0], "'defaults'"), run, "a run")
     partial = merge(partial, {k: v for k, v in overrides.items() if k in ("task", "estimator")}, "the command line")
-    task, estimator = partial.get("task"), partial.get("estimator", CONFIG_KEYS["estimator"])
+    task, estimator = partial.get("task"), partial.get("estimator", RESULT_KEYS["estimator"])
     if not isinstance(task, str) or not task:
         raise UserError(f"every run needs a 'task' (see 'lrbench list tasks'), got {task!r}")
     if not isinstance(estimator, str):
@@ -206,7 +204,7 @@ def expand_suite(suite: Mapping[str, Any] | str | Path, overrides: Mapping[str, 
         overrides = dict(overrides)
     else:
         overrides = parse_assignments(overrides, "override")
-    seeds = _seeds(data.get("seeds", [CONFIG_KEYS["seed"]]), "'seeds'")
+    seeds = _seeds(data.get("seeds", [RESULT_KEYS["seed"]]), "'seeds'")
     for key in ("seeds", "seed"):
         if key in overrides:
             seeds = _seeds(overrides.pop(key), f"'{key}'")
@@ -239,7 +237,7 @@ def _check_some_estimator_declares(key: str, combos: list[dict[str, Any]], data:
 
     option = key.split(".", 1)[1].split(".")[0]
     defaults = _mapping(data.get("defaults"), "'defaults'")
-    names = {overrides.get("estimator", c.get("estimator", defaults.get("estimator", CONFIG_KEYS["estimator"])))
+    names = {overrides.get("estimator", c.get("estimator", defaults.get("estimator", RESULT_KEYS["estimator"])))
              for c in combos}
     names = {n for n in names if isinstance(n, str)}
     if not any(option in estimator_class(n).all_options() for n in names):
