@@ -52,3 +52,11 @@ def test_plan_holds_typed_configs_with_todays_run_ids(tmp_path: Path) -> None:
     assert config.estimator == "bp" and config["max_steps"] == 1 and config.run_id == plan.run_ids[0]
     assert config.run_id.startswith("digits-mlp__bp__") and config.run_id.endswith("__s0")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_sweep_runs_the_same_preflight(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    line = _refused(capsys, out, "sweep", "ulr_copies_sigma_baseline", "--offline", "--out", str(out),
+                    "strategy=nosuch", "--no-progress")
+    assert "unknown strategy 'nosuch'" in line
+    assert not out.exists()
