@@ -3,7 +3,8 @@
 A run's config has exactly the fields of :class:`RunConfig`. *Result* fields change what a run computes
 and are stored in its record; *runtime* fields (where the data lives, progress bars, wandb) only change
 how it runs: they are accepted in suites and on the command line, never stored, never part of the run id.
-Adding a config key is one line here (a field with its default and its kind); the suite's parser, the
+Adding a config key is one line here (a field with its default and its kind; a new result key is marked
+``added=True`` so that runs at its default keep their run id); the suite's parser, the
 runner, the results store, wandb tracking and ``lrbench.reports`` all take their key lists from here,
 and a test checks docs/RESULTS.md against them.
 
@@ -30,11 +31,16 @@ RESULT = "result"
 RUNTIME = "runtime"
 
 
-def _key(default: Any, kind: str = RESULT) -> Any:
-    """A config field: its default (mappings get a fresh empty dict per config) and its kind."""
+def _key(default: Any, kind: str = RESULT, *, added: bool = False) -> Any:
+    """A config field: its default (mappings get a fresh empty dict per config) and its kind.
+
+    ``added=True`` marks a result key introduced after results existed: while it holds its default it
+    is left out of the run id's hash, so the run ids of older results folders stay valid.
+    """
+    metadata = {"kind": kind, "added": added}
     if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"kind": kind})
-    return field(default=default, metadata={"kind": kind})
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -111,13 +117,17 @@ RUNTIME_KEYS: dict[str, Any] = {f.name: getattr(_DEFAULTS, f.name) for f in _FIE
 ALL_KEYS: dict[str, Any] = {**RESULT_KEYS, **RUNTIME_KEYS}
 # Left out of the hash of the run id (the seed is in the id itself, as ``__s<seed>``) and of a report's variant.
 NON_RESULT_KEYS: tuple[str, ...] = ("seed", *RUNTIME_KEYS)
+# Result keys added after results existed (``_key(..., added=True)``): hashed only when not at their default.
+ADDED_KEYS: dict[str, Any] = {f.name: RESULT_KEYS[f.name] for f in _FIELDS if f.metadata["added"]}
 # Config values that are mappings: they merge key by key and take dotted sub-keys.
 MAPPING_KEYS = ("estimator_options", "model_options", "robustness")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    """First 10 hex digits of the SHA-256 of the canonical JSON of the config without non-result keys."""
-    relevant = {k: v for k, v in config.items() if k not in NON_RESULT_KEYS}
+    """First 10 hex digits of the SHA-256 of the canonical JSON of the config without non-result keys
+    (and without added keys at their default)."""
+    relevant = {k: v for k, v in config.items()
+                if k not in NON_RESULT_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 

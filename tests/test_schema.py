@@ -73,3 +73,14 @@ def test_schema_imports_neither_torch_nor_pandas() -> None:
     code = "import sys, lrbench.schema; print(sorted(m for m in ('torch', 'pandas', 'yaml') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_added_result_key_at_its_default_keeps_the_run_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule a new result key (e.g. a compute budget) relies on: absent or at its default -> same id."""
+    import lrbench.schema as schema
+
+    base = {"task": "digits-mlp", "estimator": "bp", "seed": 0, "lr": 0.003}
+    before = run_id(base)
+    monkeypatch.setattr(schema, "ADDED_KEYS", {"budget": None})
+    assert run_id({**base, "budget": None}) == before
+    assert run_id({**base, "budget": 100}) != before
