@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite.config import expand_suite, resolve_config
+from lrbench.suite.cli.suite_files import expand_suite, resolve_config
 from lrbench.suite.errors import UserError
-from lrbench.suite.runner import run_one
+from lrbench.suite.training.runner import run_one
 
 BASE = {"task": "digits-mlp", "estimator": "bp", "accelerator": "cpu", "grad_quality_every": None}
 
@@ -101,7 +101,7 @@ def test_same_as_gives_every_estimator_the_reference_cost(tmp_path: Path) -> Non
 
 
 def test_run_ends_with_the_result_table_and_the_report_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lrbench.suite.cli import main
+    from lrbench.suite.cli.main import main
 
     suite = tmp_path / "two.yaml"
     suite.write_text("defaults: {max_steps: 3, max_epochs: null, train_subset: 96, grad_quality_every: null}\n"
