@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.ticker import NullFormatter
 
 from . import plots
-from .load import natural_key
+from .labels import natural_key
 
 
 def pareto_front(costs: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ import pandas as pd
 from . import plots, sections
 from .document import Figure, Note, Section, Table
 from .errors import ReportError
-from .load import Results, variant_labels
+from .labels import variant_labels
+from .load import Results
 from .paper_spec import MIB, PaperSpec
 from .paper_tables import (
     compare,

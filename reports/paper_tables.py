@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from .load import Results, natural_key
+from .labels import natural_key
+from .load import Results
 from .paper_spec import FIELD_PATTERN, MIB, OURS_COLUMNS, PaperSpec
 from .stats import mean_ci
 

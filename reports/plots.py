@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
-from .load import natural_key  # noqa: E402
+from .labels import natural_key  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 _DPI = 110

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .load import natural_key
+from .labels import natural_key
 from .stats import mean_ci
 
 COST_UNITS = {"forward_passes": "ttt_forward_passes", "flops": "ttt_flops", "wall_seconds": "ttt_seconds"}

@@ -12,7 +12,8 @@ import pandas as pd
 from . import plots
 from .cost_sections import accuracy_vs_cost, cost_profile, scoreboard, training_against_cost
 from .document import Figure, Note, Section, Table
-from .load import Results, variant_labels
+from .labels import variant_labels
+from .load import Results
 from .machine import wall_clock_verdict
 from .stats import performance_profile, performance_ratios, sort_naturally, summarize
 

@@ -13,7 +13,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .load import natural_key, runs_frame
+from .labels import natural_key
+from .load import runs_frame
 from .scoreboard import scoreboard_values
 from .stats import sig3
 
