@@ -91,12 +91,28 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
 def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
     """Transfer attacks: per task and seed, the run matching ``surrogate`` (e.g. ``{estimator: bp}``) crafts
     them. Every other run with robustness enabled gets ``robustness.transfer_source`` = that run's id, and
-    the surrogate runs are moved first so their checkpoints exist when the others are evaluated."""
+    the surrogate runs are moved first so their checkpoints exist when the others are evaluated.
+
+    ``seed_offset: n`` in ``surrogate`` makes the surrogate an *independently seeded* twin instead: a copy
+    of the matching run with seed + n (other initialisation, data order and noise) and no robustness
+    evaluation of its own; then every run with robustness enabled, the matching ones included, is attacked
+    by transfer from it — never from the attacked model's own twin (same seed, same initialisation)."""
     from ..results import run_id
 
-    def is_surrogate(config: dict) -> bool:
-        return all(config.get(k) == v for k, v in surrogate.items())
+    offset = surrogate.get("seed_offset")
+    match = {k: v for k, v in surrogate.items() if k != "seed_offset"}
 
+    def is_surrogate(config: dict) -> bool:
+        return all(config.get(k) == v for k, v in match.items())
+
+    if offset is not None:
+        twins = {(c["task"], c["seed"]): {**c, "seed": int(c["seed"]) + int(offset), "robustness": None}
+                 for c in configs if is_surrogate(c)}
+        sources = {key: run_id(twin) for key, twin in twins.items()}
+        attacked = [{**c, "robustness": {**c["robustness"], "transfer_source": sources[(c["task"], c["seed"])]}}
+                    if c.get("robustness") is not None and (c["task"], c["seed"]) in sources else c
+                    for c in configs]
+        return [*twins.values(), *attacked]
     sources = {(c["task"], c["seed"]): run_id(c) for c in configs if is_surrogate(c)}
     first = [c for c in configs if is_surrogate(c)]
     rest = []

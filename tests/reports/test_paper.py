@@ -142,6 +142,22 @@ def test_transfer_source_points_at_the_bp_run() -> None:
     assert "transfer_source" not in out[0]["robustness"]
 
 
+def test_transfer_surrogate_with_seed_offset_is_never_the_attacked_models_twin() -> None:
+    from lrbench.suite.commands.paper import attach_transfer_source
+    from lrbench.suite.results import run_id
+
+    base = {"task": "mnist-mlp", "estimator_options": {}, "robustness": {"subset_size": 10}}
+    configs = [{**base, "estimator": e, "seed": s} for s in (0, 1) for e in ("bp", "ulr")]
+    out = attach_transfer_source(configs, {"estimator": "bp", "seed_offset": 1000})
+    twins, attacked = out[:2], out[2:]
+    assert [(c["estimator"], c["seed"], c["robustness"]) for c in twins] == [("bp", 1000, None), ("bp", 1001, None)]
+    assert len(attacked) == 4  # every original run, the BP ones included, is attacked
+    for config in attacked:
+        source = config["robustness"]["transfer_source"]
+        assert source == run_id(twins[config["seed"]]) and source != run_id(config)
+        assert source.endswith(f"__s{config['seed'] + 1000}")
+
+
 def test_paper_command_end_to_end(tmp_path: Path) -> None:
     """A tiny spec (digits-mlp, 3 steps) through the real runner, then the report with the paper first."""
     pytest.importorskip("lrbench.suite.runner", reason="the runner is not available")
