@@ -16,6 +16,8 @@ settings), what to draw, and the published numbers with their citation::
     published: {citation: ..., rows: [...], cols: [...], values: [[...]]}   # or null
     limits: what the quick budget / our runner cannot reproduce
     transfer_surrogate: {estimator: bp}    # optional: the runs whose model crafts transfer attacks
+    pretrained_from: {task: mnist-mlp, estimator: bp}   # optional: runs with init_from: pretrained start
+                                                        # from the matching run's final weights (same seed)
 
 ``suite`` is in the runner's vocabulary (``suite.config``: defaults, grid, runs, estimators, tasks,
 exclude, seeds) plus one extension, ``product``: a list of lists of partial configs whose Cartesian
@@ -67,6 +69,7 @@ class PaperSpec:
     published: dict[str, Any] | None = None
     limits: str = ""
     transfer_surrogate: dict[str, Any] | None = None
+    pretrained_from: dict[str, Any] | None = None
     path: Path | None = field(default=None, repr=False)
 
     def suite(self, budget: str) -> dict[str, Any]:
@@ -131,7 +134,8 @@ def load_spec(name_or_path: str | Path) -> PaperSpec:
     return PaperSpec(name=str(data["name"]), title=str(data["title"]), citation=str(data["citation"]).strip(),
                      description=str(data.get("description", "")).strip(), budgets=budgets, draw=draw,
                      published=data.get("published"), limits=str(data.get("limits", "")).strip(),
-                     transfer_surrogate=data.get("transfer_surrogate"), path=path)
+                     transfer_surrogate=data.get("transfer_surrogate"),
+                     pretrained_from=data.get("pretrained_from"), path=path)
 
 
 def _check_published(published: Any, path: Path) -> None:
@@ -157,8 +161,20 @@ def column_for(key: str) -> str:
     return key
 
 
+def _start(row: pd.Series) -> str:
+    """How a run's weights started: ``fine-tuned`` (``init_from`` set) or ``from scratch``."""
+    return "fine-tuned" if field_value(row, "init_from") else "from scratch"
+
+
+# Label fields computed from a row rather than read from a column.
+DERIVED_FIELDS = {"start": _start}
+
+
 def field_value(row: pd.Series, key: str) -> Any:
-    """Value of ``key`` in a runs row (config keys under their ``cfg:`` column when not a column themselves)."""
+    """Value of ``key`` in a runs row (config keys under their ``cfg:`` column when not a column themselves;
+    ``DERIVED_FIELDS`` such as ``start``)."""
+    if key in DERIVED_FIELDS:
+        return DERIVED_FIELDS[key](row)
     for column in (column_for(key), f"cfg:{key}"):
         if column in row.index:
             value = row[column]

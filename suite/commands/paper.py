@@ -64,6 +64,8 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     configs = expand_suite(spec.suite(args.budget), overrides)
+    if spec.pretrained_from:
+        configs = attach_pretrained(configs, spec.pretrained_from)
     if spec.transfer_surrogate:
         configs = attach_transfer_source(configs, spec.transfer_surrogate)
     if args.dry_run:
@@ -86,6 +88,31 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
     if not (out / "runs").is_dir():
         raise UserError(f"no results were written to {out}")
     return result.exit_code
+
+
+PRETRAINED = "pretrained"  # the init_from value that names the spec's pretraining run
+
+
+def attach_pretrained(configs: list[dict], source: dict) -> list[dict]:
+    """Fine-tuning: every run with ``init_from: pretrained`` starts from the final weights of the run that
+    matches ``source`` (e.g. ``{task: mnist-mlp, estimator: bp}``) and has the same seed; the source runs
+    go first so their checkpoints exist. A run asking for a source the suite lacks is a UserError."""
+    from ..errors import UserError
+    from ..results import run_id
+
+    def is_source(config: dict) -> bool:
+        return all(config.get(k) == v for k, v in source.items())
+
+    sources = {c["seed"]: run_id(c) for c in configs if is_source(c)}
+    out = []
+    for config in configs:
+        if config.get("init_from") == PRETRAINED:
+            if config["seed"] not in sources:
+                raise UserError(f"init_from: {PRETRAINED} needs a run matching {source} with seed {config['seed']} "
+                                "in the suite")
+            config = {**config, "init_from": sources[config["seed"]]}
+        out.append(config)
+    return [c for c in out if is_source(c)] + [c for c in out if not is_source(c)]
 
 
 def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:

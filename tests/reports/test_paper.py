@@ -158,6 +158,23 @@ def test_transfer_surrogate_with_seed_offset_is_never_the_attacked_models_twin()
         assert source.endswith(f"__s{config['seed'] + 1000}")
 
 
+def test_pretrained_runs_start_from_the_matching_run_of_their_seed() -> None:
+    from lrbench.suite.commands.paper import attach_pretrained
+    from lrbench.suite.errors import UserError
+    from lrbench.suite.results import run_id
+
+    source = {"task": "mnist-mlp", "estimator": "bp", "estimator_options": {}, "init_from": None}
+    tuned = {"task": "fmnist-mlp", "estimator": "ulr", "estimator_options": {}, "init_from": "pretrained"}
+    scratch = {**tuned, "init_from": None}
+    configs = [{**c, "seed": s} for s in (0, 1) for c in (tuned, scratch, source)]
+    out = attach_pretrained(configs, {"task": "mnist-mlp", "estimator": "bp"})
+    assert [(c["task"], c["seed"]) for c in out[:2]] == [("mnist-mlp", 0), ("mnist-mlp", 1)]  # sources first
+    starts = {(c["seed"], c["init_from"]) for c in out if c["task"] == "fmnist-mlp"}
+    assert starts == {(0, run_id(out[0])), (1, run_id(out[1])), (0, None), (1, None)}
+    with pytest.raises(UserError, match="needs a run matching"):
+        attach_pretrained([{**tuned, "seed": 3}], {"task": "mnist-mlp", "estimator": "bp"})
+
+
 def test_paper_command_end_to_end(tmp_path: Path) -> None:
     """A tiny spec (digits-mlp, 3 steps) through the real runner, then the report with the paper first."""
     pytest.importorskip("lrbench.suite.runner", reason="the runner is not available")
