@@ -34,6 +34,7 @@ import torch
 
 from .config import BenchConfig
 
+
 @contextlib.contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
     previous = torch.get_num_threads()

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .alr_parallel import measure_alr_parallel
 from .allocator import tune_glibc_malloc
+from .alr_parallel import measure_alr_parallel
 from .config import BenchConfig
 from .harness import measure_harness
 from .lr_memory import headline as lr_memory_headline
