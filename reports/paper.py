@@ -10,7 +10,8 @@ settings), what to draw, and the published numbers with their citation::
       quick: {note: ..., suite: {defaults: {...}, grid: {...}, seeds: [0]}}
       full:  {note: ..., suite: {defaults: {...}, product: [[...], [...]]}}
     draw: [{kind: table, ...}, {kind: lines, ...}, {kind: bars, ...}, {kind: section, name: robustness}]
-    # table: metric, row (label pattern[s]), col (numeric key), col_format, where, unit (MiB), digits
+    # table: metric (a runs column, or ATTACK@ε such as fgsm@0.13), row (label pattern[s]), col (numeric
+    #        key; derived fields such as {training_sigma}), col_format, where, unit (MiB), digits
     # lines: x, y (metric or list), hue (pattern[s]; default: the variant label without x), where,
     #        logx (default true), logy, metric_names; bars: x, hue (patterns), metric, ylim
     published: {citation: ..., rows: [...], cols: [...], values: [[...]]}   # or null
@@ -166,8 +167,14 @@ def _start(row: pd.Series) -> str:
     return "fine-tuned" if field_value(row, "init_from") else "from scratch"
 
 
+def _training_sigma(row: pd.Series) -> float:
+    """The scale of a run's training noise: ``estimator_options.sigma``, or 0 for a noise-free estimator."""
+    sigma = field_value(row, "estimator_options.sigma")
+    return 0.0 if sigma is None else float(sigma)
+
+
 # Label fields computed from a row rather than read from a column.
-DERIVED_FIELDS = {"start": _start}
+DERIVED_FIELDS = {"start": _start, "training_sigma": _training_sigma}
 
 
 def field_value(row: pd.Series, key: str) -> Any:
@@ -242,8 +249,17 @@ def draw_paper(spec: PaperSpec, results: Results, figures: Path, budget: str | N
     return Section(f"Paper: {spec.title}", blocks)
 
 
-def _metric_values(runs: pd.DataFrame, item: dict[str, Any]) -> pd.Series:
-    values = runs[item["metric"]].astype(float)
+def _metric_values(runs: pd.DataFrame, item: dict[str, Any], results: Results) -> pd.Series:
+    """A runs column, or ``ATTACK@ε`` (``fgsm@0.13``, ``transfer_fgsm@0.13``): that attack's accuracy from
+    the robustness frame (NaN where a run has none)."""
+    metric = item["metric"]
+    if metric not in runs.columns and "@" in metric:
+        kind, level = metric.split("@", 1)
+        robust = results.robustness
+        hits = robust[(robust["kind"] == kind) & (robust["level"] == float(level))]
+        values = runs["run_id"].map(hits.set_index("run_id")["accuracy"]).astype(float)
+    else:
+        values = runs[metric].astype(float)
     return values / _MIB if item.get("unit") == "MiB" else values
 
 
@@ -254,7 +270,7 @@ def table_runs(item: dict[str, Any], results: Results) -> pd.DataFrame:
         return pd.DataFrame(columns=["row", "col", "x", "value", "variant"])
     frame = pd.DataFrame({"row": runs.apply(lambda r: format_label(r, item["row"]), axis=1),
                           "x": runs.apply(lambda r: field_value(r, item["col"]), axis=1),
-                          "value": _metric_values(runs, item), "variant": runs["variant"]}).dropna()
+                          "value": _metric_values(runs, item, results), "variant": runs["variant"]}).dropna()
     frame["x"] = frame["x"].astype(float)
     frame["col"] = frame["x"].map(lambda x: _col_label(item, x))
     return frame[["row", "col", "x", "value", "variant"]]
