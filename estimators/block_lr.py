@@ -24,7 +24,8 @@ pairs copies (ε, −ε), which cancels any per-sample baseline: it therefore ta
 Compared with module-level ULR (noise on every parametric module, closed-form per-module rules) this
 needs each unit's activations for its local backward (BP-like memory for that unit, ×K rows) and has
 one noise source per unit instead of per module, so its variance does not grow with the number of
-modules inside a block. Train-mode BatchNorm couples the rows of a pass and is refused (use eval-mode
+modules inside a block. Dropout and other global-RNG draws are keyed on (seed, step) by the
+``Estimator.estimate`` template, so the same seed gives the same gradient. Train-mode BatchNorm couples the rows of a pass and is refused (use eval-mode
 BatchNorm, or module-level ULR). This module depends on torch only.
 """
 
@@ -36,12 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Estimator, EstimatorError, LossFn, Option, check_every_parameter_has_grad
+from .base import Estimator, EstimatorError, LossFn, Option
 from .noise import NOISE_LAWS
 from .registry import register_estimator
-from .seeding import counter_seed, fixed_global_randomness, generator
-
-_DROPOUT_SALT = 0x44524F50  # "DROP": keys the global RNG (dropout masks) of a step apart from the noise
+from .seeding import counter_seed, generator
 
 
 @dataclass
@@ -126,48 +125,49 @@ class BlockLocalLikelihoodRatio(Estimator):
         half = law.sample((shape[0] // 2, *shape[1:]), gen, like.dtype, like.device)
         return torch.stack((half, -half), dim=1).reshape(shape)
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _noisy_pass(self, units: list[Unit], loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor
+                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+        """The K-copy pass: per-row losses ℓ, each LR unit's output F_u (with its local graph) and noise ε_u,
+        and the BP tail's mean loss (with its graph; None without a trainable tail)."""
+        copies, sigma = self.opts["copies"], self.opts["sigma"]
+        h = inputs.repeat_interleave(copies, 0)
+        rows_targets = targets.repeat_interleave(copies, 0)
+        outputs: list[torch.Tensor] = []
+        noises: list[torch.Tensor] = []
+        for index, unit in enumerate(units):
+            if unit.tail:
+                losses = loss_fn(unit.blocks(h.detach()), rows_targets)
+                return losses, outputs, noises, losses.mean() if unit.trainable else None
+            if not unit.trainable:
+                with torch.no_grad():
+                    h = unit.blocks(h)
+                continue
+            out = unit.blocks(h.detach())  # the unit's input is detached: no gradient crosses into it
+            eps = self._noise(index, tuple(out.shape), out)
+            outputs.append(out)
+            noises.append(eps)
+            h = out.detach() + sigma * eps
+        return loss_fn(h, rows_targets), outputs, noises, None
+
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.opts
         units = split_units(model, o["group"], o["bp_blocks"])
-        copies, sigma = o["copies"], o["sigma"]
-        for p in model.parameters():
-            p.grad = None
-        rows = inputs.shape[0] * copies
-        with fixed_global_randomness(counter_seed(o["seed"], self.step, _DROPOUT_SALT), inputs.device):
-            with torch.no_grad():
-                clean = loss_fn(model(inputs), targets).detach()
-            h = inputs.repeat_interleave(copies, 0)
-            outputs: list[torch.Tensor] = []
-            noises: list[torch.Tensor] = []
-            tail_loss = None
-            with torch.enable_grad():
-                for index, unit in enumerate(units):
-                    if unit.tail:
-                        losses = loss_fn(unit.blocks(h.detach()), targets.repeat_interleave(copies, 0))
-                        tail_loss = losses.mean() if unit.trainable else None
-                        break
-                    if not unit.trainable:
-                        with torch.no_grad():
-                            h = unit.blocks(h)
-                        continue
-                    out = unit.blocks(h.detach())
-                    eps = self._noise(index, tuple(out.shape), out)
-                    outputs.append(out)
-                    noises.append(eps)
-                    h = out.detach() + sigma * eps
-                else:
-                    losses = loss_fn(h, targets.repeat_interleave(copies, 0))
-                weights = (losses.detach() - per_sample_baseline(losses.detach(), clean, copies, o["baseline"]))
-                weights = weights / (sigma * rows)
-                score = NOISE_LAWS[o["noise"]].score
-                cotangents = [score(e) * weights.view(-1, *[1] * (e.dim() - 1)) for e in noises]
-                roots = [*outputs, *([tail_loss] if tail_loss is not None else [])]
-                grads = [*cotangents, *([torch.ones_like(tail_loss)] if tail_loss is not None else [])]
-                if roots:
-                    torch.autograd.backward(roots, grads)
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
+        rows = inputs.shape[0] * o["copies"]
+        with torch.no_grad():
+            clean = loss_fn(model(inputs), targets).detach()
+        with torch.enable_grad():
+            losses, outputs, noises, tail_loss = self._noisy_pass(units, loss_fn, inputs, targets)
+            losses = losses.detach()
+            weights = (losses - per_sample_baseline(losses, clean, o["copies"], o["baseline"])) / (o["sigma"] * rows)
+            score = NOISE_LAWS[o["noise"]].score
+            roots: list[torch.Tensor] = list(outputs)
+            cotangents = [score(e) * weights.view(-1, *[1] * (e.dim() - 1)) for e in noises]
+            if tail_loss is not None:
+                roots.append(tail_loss)
+                cotangents.append(torch.ones_like(tail_loss))
+            if roots:  # one backward; the graphs of the units are disjoint
+                torch.autograd.backward(roots, cotangents)
         return clean.mean(), {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0]),
                               "rows": float(rows), "noisy_units": float(len(outputs))}
 

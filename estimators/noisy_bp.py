@@ -8,7 +8,7 @@ ordinary backprop through the noisy network (the pathwise / reparameterisation g
 
 E[ĝ] = ∇_θ E_ε[L(θ, σε)]: the gradient of the same noise-smoothed loss that ULR with global injection
 estimates, without the likelihood ratio's O(1/σ²) variance. Noise is keyed on (seed, step, module, call),
-and dropout masks on (seed, step), so the same seed gives the same gradient. The returned loss is the
+and dropout masks on (seed, step) by the ``Estimator.estimate`` template, so the same seed gives the same gradient. The returned loss is the
 clean (noise-free) batch loss. This module depends on torch only.
 """
 
@@ -19,13 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Estimator, LossFn, Option, check_every_parameter_has_grad
+from .base import Estimator, LossFn, Option
 from .noise import NOISE_LAWS
 from .registry import register_estimator
 from .rules import owns_trainable_parameters
-from .seeding import counter_seed, fixed_global_randomness, generator
-
-_DROPOUT_SALT = 0x4E425044  # "NBPD"
+from .seeding import counter_seed, generator
 
 
 @register_estimator
@@ -43,8 +41,8 @@ class NoisyBackprop(Estimator):
         "noise": Option("gaussian", "choice", "noise law (unit variance)", choices=tuple(NOISE_LAWS)),
     }
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.opts
         law, sigma, copies = NOISE_LAWS[o["noise"]], o["sigma"], o["copies"]
         noisy = [m for m in model.modules() if owns_trainable_parameters(m)]
@@ -57,21 +55,16 @@ class NoisyBackprop(Estimator):
             gen = generator(counter_seed(o["seed"], self.step, index, call), output.device)
             return output + sigma * law.sample(tuple(output.shape), gen, output.dtype, output.device)
 
-        for p in model.parameters():
-            p.grad = None
-        with fixed_global_randomness(counter_seed(o["seed"], self.step, _DROPOUT_SALT), inputs.device):
-            with torch.no_grad():
-                clean = loss_fn(model(inputs), targets).mean()
-            handles = [m.register_forward_hook(add_noise) for m in noisy]
-            try:
-                with torch.enable_grad():
-                    rows = inputs.repeat_interleave(copies, 0)
-                    loss_fn(model(rows), targets.repeat_interleave(copies, 0)).mean().backward()
-            finally:
-                for handle in handles:
-                    handle.remove()
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
+        with torch.no_grad():
+            clean = loss_fn(model(inputs), targets).mean()
+        handles = [m.register_forward_hook(add_noise) for m in noisy]
+        try:
+            with torch.enable_grad():
+                rows = inputs.repeat_interleave(copies, 0)
+                loss_fn(model(rows), targets.repeat_interleave(copies, 0)).mean().backward()
+        finally:
+            for handle in handles:
+                handle.remove()
         return clean.detach(), {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0])}
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:
