@@ -132,6 +132,12 @@ def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
     def is_surrogate(config: dict) -> bool:
         return all(config.get(k) == v for k, v in match.items())
 
+    matches = [(c["task"], c["seed"]) for c in configs if is_surrogate(c)]
+    if len(matches) != len(set(matches)):
+        from ..errors import UserError
+
+        raise UserError(f"transfer_surrogate {match} matches several runs of one task and seed; add keys that "
+                        "single out the surrogate (e.g. max_steps: null)")
     if offset is not None:
         twins = {(c["task"], c["seed"]): {**c, "seed": int(c["seed"]) + int(offset), "robustness": None}
                  for c in configs if is_surrogate(c)}

@@ -144,6 +144,7 @@ def test_transfer_source_points_at_the_bp_run() -> None:
 
 def test_transfer_surrogate_with_seed_offset_is_never_the_attacked_models_twin() -> None:
     from lrbench.suite.commands.paper import attach_transfer_source
+    from lrbench.suite.errors import UserError
     from lrbench.suite.results import run_id
 
     base = {"task": "mnist-mlp", "estimator_options": {}, "robustness": {"subset_size": 10}}
@@ -156,6 +157,12 @@ def test_transfer_surrogate_with_seed_offset_is_never_the_attacked_models_twin()
         source = config["robustness"]["transfer_source"]
         assert source == run_id(twins[config["seed"]]) and source != run_id(config)
         assert source.endswith(f"__s{config['seed'] + 1000}")
+    early = [*configs, {**base, "estimator": "bp", "seed": 0, "max_steps": 5}]
+    with pytest.raises(UserError, match="matches several runs of one task and seed"):
+        attach_transfer_source(early, {"estimator": "bp", "seed_offset": 1000})
+    out = attach_transfer_source([{**c, "max_steps": c.get("max_steps")} for c in early],
+                                 {"estimator": "bp", "max_steps": None, "seed_offset": 1000})
+    assert [c["seed"] for c in out[:2]] == [1000, 1001] and len(out) == 7
 
 
 def test_pretrained_runs_start_from_the_matching_run_of_their_seed() -> None:
