@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .config import BenchConfig
+from lrbench.suite.bench.sizes import BenchConfig
 
 
 @contextlib.contextmanager
@@ -92,7 +92,7 @@ def _model_and_batch(batch: int, device: torch.device) -> tuple[torch.nn.Module,
 def measure_alr_parallel(cfg: BenchConfig, missing: set[str]) -> dict[str, Any]:
     """The numbers of the module docstring; ``workers`` W = the cores available to this process."""
     from lrbench.estimators import get_estimator, list_estimators
-    from lrbench.suite.metrics.memory import PeakMemory, state_tensors
+    from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
     installed = {e["name"] for e in list_estimators()}
     if not {"alr", "ulr"} <= installed:
