@@ -15,6 +15,7 @@ import pandas as pd
 from . import plots
 from .cost_plots import scatter_front_figure
 from .document import Figure, Note, Section, Table
+from .labels import reference_text
 from .load import Results
 from .machine import wall_clock_verdict
 from .scoreboard import accuracy_column, best_rows, scoreboard_values
@@ -122,7 +123,7 @@ def _budget_text(runs: pd.DataFrame) -> str:
     share = f"{len(budgeted)} of {len(runs)} runs"
     reference = next((json.loads(c) for c in runs.get("cfg:budget", pd.Series(dtype=object)).dropna()
                       if isinstance(c, str) and "reference" in c), None)
-    source = f" (the cost of the {reference['reference']} run)" if isinstance(reference, dict) else ""
+    source = f" (the cost of the {reference_text(reference['reference'])} run)" if isinstance(reference, dict) else ""
     return f"Equal budget: {share} trained until a compute budget was spent{source}: " + "; ".join(parts) + "."
 
 

@@ -111,8 +111,17 @@ def _budget_text(column: str, value: Any) -> Any:
         return value
     reference = budget.get("reference") or budget.get("same_as")
     if reference is not None:
-        return f"{budget.get('unit')} of {reference if isinstance(reference, str) else json.dumps(reference)}"
+        return f"{budget.get('unit')} of {reference_text(reference)}"
     return f"{budget.get('amount'):g} {budget.get('unit')}"
+
+
+def reference_text(reference: Any) -> str:
+    """A budget's ``same_as`` reference as text: ``ulr``; ``ulr (baseline=clean, antithetic=False)``."""
+    if not isinstance(reference, dict):
+        return str(reference)
+    rest = [f"{str(k).split('.')[-1]}={v}" for k, v in reference.items() if k != "estimator"]
+    name = str(reference.get("estimator", "run"))
+    return f"{name} ({', '.join(rest)})" if rest else name
 
 
 def natural_key(text: object) -> tuple:
