@@ -63,6 +63,9 @@ def check_budget(value: Any, config: Mapping[str, Any]) -> dict[str, Any] | None
                             f"a {unit} budget needs an 'amount'")
         _reference_match(budget["same_as"])  # shape check
         budget.pop("reference", None)
+    if unit not in KNOWN_BEFORE_TRAINING and int(config.get("devices") or 1) > 1:
+        raise UserError(f"a {unit} budget needs devices=1 (each rank's clock differs, so ranks would stop at "
+                        "different steps); use forward_passes or flops with several devices")
     if (config.get("max_epochs") is None and config.get("max_steps") is None and unit not in KNOWN_BEFORE_TRAINING
             and config.get("lr_schedule", "none") != "none"):
         raise UserError(f"lr_schedule '{config['lr_schedule']}' needs max_epochs or max_steps with a {unit} budget "

@@ -22,10 +22,12 @@ BASE = {"task": "digits-mlp", "estimator": "bp", "accelerator": "cpu", "grad_qua
     ({"unit": "wall_seconds", "same_as": "ulr"}, "needs a unit known before training"),
     ({"unit": "flops", "amount": 1e9, "extra": 1}, "unknown budget key 'extra'"),
     ("lots", "'budget' must be a mapping"),
+    ({"unit": "wall_seconds", "amount": 5, "devices": 2}, "needs devices=1"),
 ])
 def test_bad_budget_is_one_line(budget: object, message: str) -> None:
+    devices = budget.pop("devices", 1) if isinstance(budget, dict) else 1
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        resolve_config({**BASE, "budget": budget})
+        resolve_config({**BASE, "devices": devices, "budget": budget})
 
 
 def test_time_budget_with_a_schedule_needs_a_length() -> None:
