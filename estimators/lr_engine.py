@@ -15,8 +15,11 @@ built. What must the model look like?
 * layer-wise injection / prefix sharing: in addition, the model is an ``nn.Sequential`` whose children
   are the blocks, each block maps the previous block's output to the next block's input, and a module
   belongs to one block only.
-* BatchNorm in training mode normalises with the statistics of the rows in flight (the noisy copies of
-  the pass or chunk), as it would in any forward; rows are otherwise independent.
+* BatchNorm with batch statistics (training mode) couples the rows (``estimators.batch_coupling``):
+  ``batch_norm=coupled`` (default) normalises each copy group of B rows with its own statistics and
+  weights a row upstream of such a BatchNorm by its copy group's loss (BP's gradient);
+  ``batch_norm=rowwise`` normalises with the statistics of every row in flight and keeps each row's own
+  loss (the statistics-detached gradient). Either way every pass carries the whole batch.
 
 Cost: one vectorised noise draw and one rule call per module call; a module fed the replicated
 input itself (the first module of a block under prefix sharing, the first layer under global
