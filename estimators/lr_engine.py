@@ -16,10 +16,10 @@ built. What must the model look like?
   are the blocks, each block maps the previous block's output to the next block's input, and a module
   belongs to one block only.
 * BatchNorm with batch statistics (training mode) couples the rows (``estimators.batch_coupling``):
-  ``batch_norm=coupled`` (default) normalises each copy group of B rows with its own statistics and
-  weights a row upstream of such a BatchNorm by its copy group's loss (BP's gradient);
-  ``batch_norm=rowwise`` normalises with the statistics of every row in flight and keeps each row's own
-  loss (the statistics-detached gradient). Either way every pass carries the whole batch.
+  ``batch_norm=rowwise`` (default) normalises with the statistics of every row in flight and keeps each
+  row's own loss (the statistics-detached gradient); ``batch_norm=coupled`` normalises each copy group
+  of B rows with its own statistics and weights a row upstream of such a BatchNorm by its copy group's
+  loss (BP's gradient, at about B times the variance). Either way every pass carries the whole batch.
 
 Cost: one vectorised noise draw and one rule call per module call; a module fed the replicated
 input itself (the first module of a block under prefix sharing, the first layer under global
@@ -93,10 +93,10 @@ LR_OPTIONS: dict[str, Option] = {
                             choices=("stored", "seed")),
     "fail_mode": Option("error", "choice", "module without a rule: error, or a generic local autograd VJP",
                         choices=FAIL_MODES),
-    "batch_norm": Option("coupled", "choice", "train-mode BatchNorm: coupled (each copy group of the batch "
-                         "normalised with its own statistics, rows upstream weighted by their group's loss: "
-                         "BP's gradient) or rowwise (each row its own loss: the statistics-detached gradient)",
-                         choices=BATCH_NORM_MODES),
+    "batch_norm": Option("rowwise", "choice", "train-mode BatchNorm: rowwise (each row its own loss: the "
+                         "statistics-detached gradient, batch mean/var held constant) or coupled (each copy group "
+                         "of the batch normalised with its own statistics, rows upstream weighted by their group's "
+                         "loss: BP's gradient, about B times the variance)", choices=BATCH_NORM_MODES),
 }
 
 

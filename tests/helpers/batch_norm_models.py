@@ -105,7 +105,8 @@ def measure_cost(estimates: int = 100, copies: tuple[int, ...] = (16, 64, 256)) 
                 table = estimates_of(model, x, y, estimates, **{**ISSUE_OPTS, "copies": k, "batch_norm": mode})
                 mse = float(((table - g) ** 2).sum(1).mean()) / norm2
                 variance = float(((table - table.mean(0)) ** 2).sum(1).mean()) / norm2
-                rows.append({"model": label, "copies": k, "mode": mode, "mse": mse, "bias2": mse - variance,
+                bias2 = mse - variance * estimates / (estimates - 1)      # ‖ḡ − g‖² less the mean's own variance
+                rows.append({"model": label, "copies": k, "mode": mode, "mse": mse, "bias2": bias2,
                              "variance": variance})
     return rows
 

@@ -69,7 +69,7 @@ def mean_squared_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds
 def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, copies: int, sigma: float,
                         seed: int = 0, step: int = 0, baseline: str = "none", noise: str = "gaussian",
                         antithetic: bool = False, qmc: bool = False, sign: bool = False,
-                        batch_norm: str = "coupled") -> torch.Tensor:
+                        batch_norm: str = "rowwise") -> torch.Tensor:
     """The ULR estimate (global injection, one pass) computed independently by autograd:
 
         ĝ = ∇_θ Σ_calls Σ_rows ⟨v_call(θ_m; X detached), (ℓ − b) ⊙ score(ε) / (σ·N)⟩
