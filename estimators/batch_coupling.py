@@ -98,7 +98,15 @@ class CouplingTracker:
     outside ``begin``/``end`` the modules run their own forward.
     """
 
-    def __init__(self, norms: Sequence[tuple[str, nn.Module]]) -> None:
+    def __init__(self, norms: Sequence[tuple[str, nn.Module]], qmc: bool = False) -> None:
+        if qmc:
+            raise EstimatorError("qmc with batch_norm=coupled: the rows of a copy group are points of one Sobol "
+                                 "sequence, not independent, so the replica identity fails; use qmc=false or "
+                                 "batch_norm=rowwise")
+        sync = next((name for name, m in norms if isinstance(m, nn.SyncBatchNorm)), None)
+        if sync is not None:
+            raise EstimatorError(f"SyncBatchNorm '{sync}' with batch_norm=coupled: copy groups are normalised on "
+                                 "this rank only; use nn.BatchNorm*d or batch_norm=rowwise")
         self.norms = list(norms)
         self.rows = self.copies = 0
         self.records: list[Any] | None = None

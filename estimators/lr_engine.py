@@ -307,7 +307,7 @@ class LikelihoodRatioEstimator(Estimator):
         batch = inputs.shape[0]
         totals = StepTotals()
         norms = batch_statistics_norms(model)
-        coupling = CouplingTracker(norms) if norms and o["batch_norm"] == "coupled" else None
+        coupling = CouplingTracker(norms, o["qmc"]) if norms and o["batch_norm"] == "coupled" else None
         ctx = _StepContext(self, model, loss_fn, targets, batch, sigma_of, totals, bool(norms), coupling)
         with (torch.no_grad(), PerturbationHooks(plan.slots, self.codec(), o["seed"], o["adaptive_sigma"]) as hooks,
               coupling or contextlib.nullcontext()):

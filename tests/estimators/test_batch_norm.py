@@ -127,9 +127,23 @@ def test_batchnorm_over_reshaped_rows_is_refused_in_coupled_mode() -> None:
     get_estimator("ulr", copies=4, batch_norm="rowwise").estimate(model, cross_entropy, x, y)
 
 
-def test_unknown_batch_norm_mode_is_one_line() -> None:
+def test_unknown_batch_norm_mode_is_one_line_and_default_is_rowwise() -> None:
     with pytest.raises(EstimatorError, match="coupled, rowwise"):
         get_estimator("alr", batch_norm="detached")
+    assert get_estimator("ulr").opts["batch_norm"] == get_estimator("alr").opts["batch_norm"] == "rowwise"
+
+
+def test_qmc_and_syncbatchnorm_are_refused_in_coupled_mode_only_on_batchnorm_models() -> None:
+    model, x, y = bn_mlp()
+    with pytest.raises(EstimatorError, match="qmc=false or batch_norm=rowwise"):
+        get_estimator("ulr", copies=4, qmc=True, batch_norm="coupled").estimate(model, cross_entropy, x, y)
+    get_estimator("ulr", copies=4, qmc=True, batch_norm="rowwise").estimate(model, cross_entropy, x, y)
+    model.eval()
+    get_estimator("ulr", copies=4, qmc=True, batch_norm="coupled").estimate(model, cross_entropy, x, y)
+    model.train()
+    model[0][1] = nn.SyncBatchNorm(12, affine=False).double()          # (with affine: no LR rule)
+    with pytest.raises(EstimatorError, match="SyncBatchNorm '0.1'"):
+        get_estimator("ulr", copies=4, batch_norm="coupled").estimate(model, cross_entropy, x, y)
 
 
 def test_coupled_running_statistics_move_once_per_step() -> None:
