@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -60,6 +60,25 @@ def uses_batch_statistics(module: nn.Module) -> bool:
 def batch_statistics_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every (name, module) of ``model`` that normalises with batch statistics, in ``named_modules`` order."""
     return [(name, m) for name, m in model.named_modules() if uses_batch_statistics(m)]
+
+
+@contextlib.contextmanager
+def replaced_forwards(modules: Sequence[nn.Module],
+                      forward_of: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+    """Inside, ``module(x)`` runs ``forward_of(module)(x)`` (hooks still fire); the modules' own forward
+    (an instance-level one included) is back on exit. By hand: torch has no public way to swap a
+    module's computation, and a forward hook could only recompute the output (twice the cost)."""
+    saved = [(m, m.__dict__.get("forward")) for m in modules]
+    for m in modules:
+        m.forward = forward_of(m)
+    try:
+        yield
+    finally:
+        for m, own in saved:
+            if own is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = own
 
 
 # ============================================================================ per-copy-group statistics
@@ -93,9 +112,8 @@ class CouplingTracker:
     """During a coupled noisy pass: batch-statistics BatchNorms normalise per copy group, and the
     tracker notes how many module calls (records) had happened before the pass's last such BatchNorm.
 
-    Used as a context manager around a whole estimate (it replaces the ``forward`` of those modules,
-    restored on exit: a forward hook could only recompute the output, doubling the BatchNorm cost);
-    outside ``begin``/``end`` the modules run their own forward.
+    Used as a context manager around a whole estimate (``replaced_forwards``); outside ``begin``/``end``
+    the modules compute their own forward.
     """
 
     def __init__(self, norms: Sequence[tuple[str, nn.Module]], qmc: bool = False) -> None:
@@ -108,19 +126,23 @@ class CouplingTracker:
             raise EstimatorError(f"SyncBatchNorm '{sync}' with batch_norm=coupled: copy groups are normalised on "
                                  "this rank only; use nn.BatchNorm*d or batch_norm=rowwise")
         self.norms = list(norms)
+        self._exit: contextlib.ExitStack | None = None
         self.rows = self.copies = 0
         self.records: list[Any] | None = None
         self.coupled_calls = 0            # records made before the last batch-statistics BatchNorm call
         self.grouped: set[int] = set()    # id of every BatchNorm normalised per group in this pass
 
     def __enter__(self) -> CouplingTracker:
-        for name, module in self.norms:
-            module.forward = functools.partial(self._forward, name, module)
+        names = {id(m): name for name, m in self.norms}
+        self._exit = contextlib.ExitStack()
+        self._exit.enter_context(replaced_forwards(
+            [m for _, m in self.norms], lambda m: functools.partial(self._forward, names[id(m)], m)))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for _, module in self.norms:
-            module.__dict__.pop("forward", None)
+        assert self._exit is not None
+        self._exit.close()
+        self._exit = None
 
     def begin(self, samples: int, copies: int, records: list[Any]) -> None:
         self.rows, self.copies, self.records = samples * copies, copies, records
@@ -132,7 +154,7 @@ class CouplingTracker:
 
     def _forward(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.records is None:
-            return type(module).forward(module, x)
+            return type(module).forward(module, x)      # the clean pass: the module's own computation
         if x.dim() < 2 or x.shape[0] != self.rows:
             raise EstimatorError(f"BatchNorm '{name}' normalises {x.shape[0] if x.dim() else 0} rows but the pass "
                                  f"has {self.rows} (samples × copies); batch_norm=coupled needs batch-first "
@@ -184,11 +206,5 @@ def detached_batch_statistics(model: nn.Module) -> Iterator[None]:
         var = x.detach().var(dims, unbiased=False)
         return F.batch_norm(x, mean, var, module.weight, module.bias, False, 0.0, module.eps)
 
-    norms = [m for _, m in batch_statistics_norms(model)]
-    for module in norms:
-        module.forward = functools.partial(forward, module)
-    try:
+    with replaced_forwards([m for _, m in batch_statistics_norms(model)], lambda m: functools.partial(forward, m)):
         yield
-    finally:
-        for module in norms:
-            module.__dict__.pop("forward", None)
