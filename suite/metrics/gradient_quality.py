@@ -77,9 +77,7 @@ class GradientQuality:
             reference = flat_grad(params)
             detached = None
             if batch_statistics_norms(model):
-                torch.set_rng_state(cpu_rng)                  # the same dropout masks as the first reference
-                if cuda_rng is not None:
-                    torch.cuda.set_rng_state_all(cuda_rng)
+                self._bp.step -= 1                # the same keyed dropout masks as the first reference
                 with detached_batch_statistics(model):
                     self._bp.estimate(model, loss_fn, inputs, targets)
                 detached = flat_grad(params)
