@@ -196,3 +196,19 @@ def test_rowwise_mean_is_within_error_of_the_detached_reference_not_of_bp(build)
     assert_within_monte_carlo_error(z2, model)
     against_bp = z_squared(model, x, y, bp_gradient(model, cross_entropy, x, y), 300, **opts)
     assert max(against_bp.values()) > 20.0, against_bp       # target mismatch, not noise
+
+
+def test_coupled_alr_concurrent_equals_sequential_and_adaptive_sigma_moves() -> None:
+    model, x, y = bn_conv()
+    opts = {"copies": 4, "sigma": 0.05, "seed": 1, "baseline": "clean", "batch_norm": "coupled",
+            "injection": "layerwise", "prefix_sharing": True}
+    state = copy.deepcopy(model.state_dict())
+    get_estimator("alr", **opts).estimate(model, cross_entropy, x, y)
+    sequential = flat_grad(model).clone()
+    model.load_state_dict(state)
+    get_estimator("alr", concurrent=True, workers=2, **opts).estimate(model, cross_entropy, x, y)
+    assert torch.equal(flat_grad(model), sequential)
+    model.load_state_dict(state)
+    est = get_estimator("ulr", adaptive_sigma=True, sigma_lr=0.1, **opts)
+    sigmas = [est.estimate(model, cross_entropy, x, y)[1]["sigma_block0"] for _ in range(3)]
+    assert sigmas[0] == pytest.approx(0.05) and sigmas[1] != sigmas[0] and all(0.05 * 0.8 < s < 0.05 * 1.2 for s in sigmas)
