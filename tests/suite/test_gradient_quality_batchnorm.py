@@ -11,9 +11,9 @@ import torch
 
 from lrbench.estimators import get_estimator
 from lrbench.estimators.batch_coupling import detached_batch_statistics
-from lrbench.suite.cli import main
-from lrbench.suite.gradcheck import gradient_check
-from lrbench.suite.metrics.gradient_quality import GradientQuality
+from lrbench.suite.cli.main import main
+from lrbench.suite.training.gradient_check import gradient_check
+from lrbench.suite.training.metrics.gradient_quality import GradientQuality
 from tests.helpers.batch_norm_models import bn_conv
 from tests.helpers.lr_estimates import cross_entropy, mlp, mlp_batch
 
