@@ -87,7 +87,7 @@ def _tensors_used(records: list[CallRecord], weights: torch.Tensor) -> list[torc
     out = [weights]
     for rec in records:
         values = rec.input.args + tuple(rec.input.kwargs.values()) if isinstance(rec.input, CallInputs) else (rec.input,)
-        out.extend(v for v in (*values, rec.kept) if isinstance(v, torch.Tensor))
+        out.extend(v for v in (*values, rec.kept, rec.weights) if isinstance(v, torch.Tensor))
     return out
 
 

@@ -15,8 +15,11 @@ built. What must the model look like?
 * layer-wise injection / prefix sharing: in addition, the model is an ``nn.Sequential`` whose children
   are the blocks, each block maps the previous block's output to the next block's input, and a module
   belongs to one block only.
-* BatchNorm in training mode normalises with the statistics of the rows in flight (the noisy copies of
-  the pass or chunk), as it would in any forward; rows are otherwise independent.
+* BatchNorm with batch statistics (training mode) couples the rows (``estimators.batch_coupling``):
+  ``batch_norm=rowwise`` (default) normalises with the statistics of every row in flight and keeps each
+  row's own loss (the statistics-detached gradient); ``batch_norm=coupled`` normalises each copy group
+  of B rows with its own statistics and weights a row upstream of such a BatchNorm by its copy group's
+  loss (BP's gradient, at about B times the variance). Either way every pass carries the whole batch.
 
 Cost: one vectorised noise draw and one rule call per module call; a module fed the replicated
 input itself (the first module of a block under prefix sharing, the first layer under global
@@ -60,6 +63,12 @@ from .base import (
     set_grad,
     trainable_parameters,
 )
+from .batch_coupling import (
+    BATCH_NORM_MODES,
+    CouplingTracker,
+    batch_statistics_norms,
+    check_whole_batch_passes,
+)
 from .lr_dropout import SharedDropoutMasks
 from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec, NoisyPass, PassLayout, PerturbationHooks
 from .noise import NOISE_LAWS
@@ -90,6 +99,10 @@ LR_OPTIONS: dict[str, Option] = {
                             choices=("stored", "seed")),
     "fail_mode": Option("error", "choice", "module without a rule: error, or a generic local autograd VJP",
                         choices=FAIL_MODES),
+    "batch_norm": Option("rowwise", "choice", "train-mode BatchNorm: rowwise (each row its own loss: the "
+                         "statistics-detached gradient, batch mean/var held constant) or coupled (each copy group "
+                         "of the batch normalised with its own statistics, rows upstream weighted by their group's "
+                         "loss: BP's gradient, about B times the variance)", choices=BATCH_NORM_MODES),
 }
 
 
@@ -301,9 +314,12 @@ class LikelihoodRatioEstimator(Estimator):
         sigma_of = {s.index: sigmas[s.block] for s in plan.slots}
         batch = inputs.shape[0]
         totals = StepTotals()
-        ctx = _StepContext(self, model, loss_fn, targets, batch, sigma_of, totals)
+        norms = batch_statistics_norms(model)
+        coupling = CouplingTracker(norms, o["qmc"]) if norms and o["batch_norm"] == "coupled" else None
+        ctx = _StepContext(self, model, loss_fn, targets, batch, sigma_of, totals, bool(norms), coupling)
         with (torch.no_grad(), SharedDropoutMasks(model, batch, o["seed"], self.step) as ctx.masks,
-              PerturbationHooks(plan.slots, self.codec(), o["seed"], o["adaptive_sigma"]) as hooks):
+              PerturbationHooks(plan.slots, self.codec(), o["seed"], o["adaptive_sigma"]) as hooks,
+              coupling or contextlib.nullcontext()):
             ctx.hooks = hooks
             if layerwise and o["prefix_sharing"]:
                 clean_losses = self._prefix_sharing_step(ctx, plan, inputs, copies)
@@ -420,7 +436,7 @@ class LikelihoodRatioEstimator(Estimator):
         for rec in records:
             slot = rec.slot
             score = codec.score(rec)
-            w = (weights / sigma).to(score.dtype)
+            w = ((weights if rec.weights is None else rec.weights) / sigma).to(score.dtype)
             inp = rec.input
             if rec.shared_input:       # Σ_k w_ik·score_ik per sample: one batched GEMV, no B·K temporary
                 s, k = rec.layout.samples, rec.layout.copies
@@ -430,14 +446,14 @@ class LikelihoodRatioEstimator(Estimator):
             if rec.input_version >= 0 and inp._version != rec.input_version:
                 raise EstimatorError(f"the input of module '{slot.name}' was modified in place after the call; "
                                      "LR needs it intact (avoid in-place ops on a module's input)")
-            grads = slot.rule(slot.module, inp, grad_output)
+            grads = (rec.rule or slot.rule)(slot.module, inp, grad_output)
             if not rec.shared_input and counts_indices(slot.module):
                 # the rule divides by index counts over the pass's samples·copies rows; BP counts over the
                 # B samples, and every copy of a sample carries the same indices: counts are K× too large
                 grads = {name: g * rec.layout.copies for name, g in grads.items()}
             for name, g in grads.items():
                 total[name] = g if name not in total else total[name] + g
-            rec.input = rec.kept = None                 # consumed: free the stored input and noise
+            rec.input = rec.kept = rec.weights = None   # consumed: free the stored input and noise
             del score, grad_output, inp
         return total
 
@@ -461,9 +477,11 @@ class _StepContext:
     """What the noisy passes of one ``estimate`` call share."""
 
     def __init__(self, est: LikelihoodRatioEstimator, model: nn.Module, loss_fn: LossFn, targets: torch.Tensor,
-                 batch: int, sigma_of: dict[int, float], totals: StepTotals) -> None:
+                 batch: int, sigma_of: dict[int, float], totals: StepTotals, batch_statistics: bool = False,
+                 coupling: CouplingTracker | None = None) -> None:
         self.est, self.model, self.loss_fn, self.targets = est, model, loss_fn, targets
         self.batch, self.sigma_of, self.totals = batch, sigma_of, totals
+        self.batch_statistics, self.coupling = batch_statistics, coupling   # see ``estimators.batch_coupling``
         self.codec = est.codec()
         self.hooks: PerturbationHooks | None = None
         self.masks: SharedDropoutMasks | None = None
@@ -485,6 +503,9 @@ class _StepContext:
         total_rows = self.batch * copies
         layouts = chunk_layouts(self.batch, copies, opts["chunk"], est.min_copies_per_pass(),
                                 2 if opts["antithetic"] else 1)
+        if self.batch_statistics:
+            check_whole_batch_passes(layouts, self.batch, opts["chunk"], est.min_copies_per_pass())
+        coupling = self.coupling
         counting = next((s.name for s in slots if counts_indices(s.module)), None)
         if counting is not None and layouts[0][1] - layouts[0][0] < self.batch:
             raise EstimatorError(f"module '{counting}' is an Embedding with scale_grad_by_freq, whose gradient "
@@ -496,16 +517,21 @@ class _StepContext:
             fed_prefix = head is not None and k > 1
             replicated = [prefix if fed_prefix or k == 1 else prefix.repeat_interleave(k, dim=0)]
             targets = self.targets[s0:s1].repeat_interleave(k, dim=0)
-            hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step,
-                                  None if fed_prefix else weakref.ref(replicated[0]), prefix,
-                                  head=head if fed_prefix else None))
+            noisy = NoisyPass(layout, active, self.sigma_of, est.step,
+                              None if fed_prefix else weakref.ref(replicated[0]), prefix,
+                              head=head if fed_prefix else None)
+            hooks.begin(noisy)
             assert self.masks is not None
             self.masks.noisy(s0, s1, k)
+            if coupling is not None:
+                coupling.begin(layout.samples, k, noisy.records)
             try:       # hand over the only reference: the replicated input dies once its consumers are done
                 outputs = forward(replicated.pop())
             finally:
-                noisy = hooks.end()
+                hooks.end()
                 self.masks.clean()
+                if coupling is not None:
+                    coupling.end()
             noisy.prefix = None
             losses = per_row_losses(self.loss_fn, outputs, targets, layout.rows)
             del outputs
@@ -513,7 +539,8 @@ class _StepContext:
             base = baseline_values(opts["baseline"], losses, layout.samples, k, opts["antithetic"], clean)
             centered = losses if base is None else losses - base
             weights = centered / total_rows
-            self._record_totals(noisy, centered)
+            coupled = coupling is not None and coupling.couple(noisy.records, centered, total_rows)
+            self._record_totals(noisy, centered, coupled)
             for slot, grads in est.module_gradients(self.codec, noisy.records, weights, self.sigma_of):
                 for name, param in slot.params:
                     if name in grads:
@@ -522,16 +549,19 @@ class _StepContext:
                         self.totals.grads[id(param)] = g if acc is None else acc.add_(g)
             noisy.records.clear()
 
-    def _record_totals(self, noisy: NoisyPass, centered: torch.Tensor) -> None:
+    def _record_totals(self, noisy: NoisyPass, centered: torch.Tensor, coupled: bool = False) -> None:
+        """Counters, and the adaptive-σ moments: per row, or per copy group when the pass's rows are
+        coupled (group loss × the group's Σ(ε·score − 1), the replica-level identity)."""
         t = self.totals
         t.rows += noisy.layout.rows
         t.passes += 1
         for rec in noisy.records:
             t.noise_bytes += self.codec.kept_bytes(rec.kept)
             t.noise_elements += rec.elements
-        c = centered.double()
+        samples, copies = noisy.layout.samples, noisy.layout.copies
+        c = centered.double().view(samples, copies).sum(0) if coupled else centered.double()
         for blk, stat in noisy.sigma_stat.items():
-            s = stat.double()
+            s = stat.double().view(samples, copies).sum(0) if coupled else stat.double()
             m = t.sigma_moments.setdefault(blk, [0.0, 0.0, 0.0])
             m[0] += float((c * s).sum())
             m[1] += float((c * c).sum())

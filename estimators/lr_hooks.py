@@ -73,6 +73,9 @@ class CallRecord:
     dtype: torch.dtype
     device: torch.device
     kept: torch.Tensor | None       # float ε, packed sign bits, or None
+    weights: torch.Tensor | None = None   # per-row (ℓ − b)/N replacing the pass's (``batch_coupling``: a row
+                                          # upstream of a batch-statistics BatchNorm gets its copy group's)
+    rule: Rule | None = None        # replaces ``slot.rule`` for this call (BatchNorm normalised per copy group)
 
     @property
     def elements(self) -> int:

@@ -178,14 +178,16 @@ def _affine_view(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
 
 
 @register_rule(*_NORMALIZERS)
-def affine_norm_rule(module: nn.Module, input: torch.Tensor, grad_output: torch.Tensor) -> dict[str, torch.Tensor]:
+def affine_norm_rule(module: nn.Module, input: torch.Tensor, grad_output: torch.Tensor, *,
+                     normaliser: Callable[[Any, torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """v = γ ⊙ x̂ + β (LayerNorm, BatchNorm, GroupNorm):  ĝ_γ = Σ g ⊙ x̂,  ĝ_β = Σ g  (sums over every
-    dimension γ is broadcast over). x̂ is recomputed from the stored input with the forward's statistics.
+    dimension γ is broadcast over). x̂ is recomputed from the stored input with the forward's statistics
+    (``normaliser(module, x)`` when the forward normalised otherwise, e.g. per copy group).
     """
     grads: dict[str, torch.Tensor] = {}
     view = _affine_view(module, input)
     if module.weight is not None:
-        normalizer = next(fn for t, fn in _NORMALIZERS.items() if isinstance(module, t))
+        normalizer = normaliser or next(fn for t, fn in _NORMALIZERS.items() if isinstance(module, t))
         x_hat = normalizer(module, input.to(grad_output.dtype))
         grads["weight"] = sum_to_parameter(grad_output * x_hat, view, module.weight.shape)
     if module.bias is not None:

@@ -58,6 +58,7 @@ _METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "grad_cosine": ("gradient_quality", "mean_cosine"),
     "grad_relative_error": ("gradient_quality", "mean_relative_error"),
     "grad_norm_ratio": ("gradient_quality", "mean_norm_ratio"),
+    "grad_cosine_detached": ("gradient_quality", "mean_cosine_detached"),   # train-mode BatchNorm models only
     "robust_clean": ("robustness", "clean"),
     # cumulative cost at the end of training and at the target (docs/RESULTS.md, "Cost"); NaN in older records
     "cost_forward_passes": ("cost", "forward_passes"),

@@ -7,6 +7,7 @@ copies for VGG-8 and ResNet-5) and, for the digits tasks, settings we measured t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .errors import TaskError
@@ -26,9 +27,16 @@ from .spec import ModelFactory, TaskSpec
 TASKS: dict[str, TaskSpec] = {}
 
 
+# Which gradient the LR estimators estimate through train-mode BatchNorm (docs/ESTIMATORS.md).
+BATCH_NORM_NOTE = ("; train-mode BatchNorm: ulr/alr estimate the statistics-detached gradient by default "
+                   "(batch_norm=rowwise), BP's gradient with batch_norm=coupled")
+
+
 def register(spec: TaskSpec) -> TaskSpec:
     if spec.name in TASKS:
         raise AssertionError(f"task '{spec.name}' registered twice")
+    if spec.model_options.get("norm") == "batch" and BATCH_NORM_NOTE not in spec.description:
+        spec = replace(spec, description=spec.description + BATCH_NORM_NOTE)
     TASKS[spec.name] = spec
     return spec
 

@@ -5,6 +5,11 @@
 (independent noise: the estimator's step counter advances) they are averaged over repeats,
 ``cosine_of_mean`` compares the mean estimate ḡ with g, ``variance`` = (1/R) Σ_r ‖ĝ_r − ḡ‖² (total
 variance, summed over parameters) and ``relative_variance`` = variance / ‖g‖².
+
+On a model with batch-statistics BatchNorm (training mode) every comparison is also made against the
+statistics-detached BP gradient (batch mean and variance detached), under the same keys with the suffix
+``_detached`` (``cosine_detached``, ``cosine_of_mean_detached``, ...; per parameter too): ``batch_norm=
+coupled`` estimates g, ``batch_norm=rowwise`` g_detached, so a reader can tell noise from target mismatch.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from lrbench.estimators import get_estimator
+from lrbench.estimators.batch_coupling import batch_statistics_norms, detached_batch_statistics
 from lrbench.suite.training.metrics.gradient_quality import compare
 
 
@@ -33,9 +39,13 @@ def gradient_check(model: nn.Module, loss_fn: Any, inputs: torch.Tensor, targets
     initial_state = copy.deepcopy(model.state_dict())
 
     get_estimator("bp").estimate(model, loss_fn, inputs, targets)
-    reference_parts = flat_grads(model)
-    names = list(reference_parts)
-    reference = torch.cat([reference_parts[n] for n in names])
+    references = {"": flat_grads(model)}
+    if batch_statistics_norms(model):
+        model.load_state_dict(initial_state)
+        with detached_batch_statistics(model):     # a fresh bp: the same keyed dropout masks as the first
+            get_estimator("bp").estimate(model, loss_fn, inputs, targets)
+        references["_detached"] = flat_grads(model)
+    names = list(references[""])
 
     est = get_estimator(estimator, **options)
     estimates: list[dict[str, torch.Tensor]] = []
@@ -46,19 +56,24 @@ def gradient_check(model: nn.Module, loss_fn: Any, inputs: torch.Tensor, targets
     model.load_state_dict(initial_state)
 
     vectors = torch.stack([torch.cat([e[n] for n in names]) for e in estimates])
-    per_repeat = [compare(v, reference) for v in vectors]
-    result: dict[str, Any] = {
-        key: sum(r[key] for r in per_repeat) / repeats for key in ("cosine", "relative_error", "norm_ratio")}
-    result["per_parameter"] = {
-        n: {key: sum(compare(e[n], reference_parts[n])[key] for e in estimates) / repeats
-            for key in ("cosine", "relative_error")}
-        for n in names}
+    result: dict[str, Any] = {}
+    result["per_parameter"] = {n: {} for n in names}
+    for suffix, parts in references.items():
+        reference = torch.cat([parts[n] for n in names])
+        per_repeat = [compare(v, reference) for v in vectors]
+        for key in ("cosine", "relative_error", "norm_ratio"):
+            result[key + suffix] = sum(r[key] for r in per_repeat) / repeats
+        for n in names:
+            result["per_parameter"][n].update({
+                key + suffix: sum(compare(e[n], parts[n])[key] for e in estimates) / repeats
+                for key in ("cosine", "relative_error")})
+        if repeats > 1:
+            result["cosine_of_mean" + suffix] = compare(vectors.mean(0), reference)["cosine"]
     if repeats > 1:
         mean = vectors.mean(0)
         variance = float(((vectors - mean) ** 2).sum(1).mean())
-        result["cosine_of_mean"] = compare(mean, reference)["cosine"]
         result["variance"] = variance
-        result["relative_variance"] = variance / float(reference.norm() ** 2)
+        result["relative_variance"] = variance / float(torch.cat([references[""][n] for n in names]).norm() ** 2)
     result["repeats"] = repeats
-    result["num_parameters"] = int(reference.numel())
+    result["num_parameters"] = int(vectors.shape[1])
     return result

@@ -68,14 +68,20 @@ def mean_squared_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds
 
 def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, copies: int, sigma: float,
                         seed: int = 0, step: int = 0, baseline: str = "none", noise: str = "gaussian",
-                        antithetic: bool = False, qmc: bool = False, sign: bool = False) -> torch.Tensor:
+                        antithetic: bool = False, qmc: bool = False, sign: bool = False,
+                        batch_norm: str = "rowwise") -> torch.Tensor:
     """The ULR estimate (global injection, one pass) computed independently by autograd:
 
         ĝ = ∇_θ Σ_calls Σ_rows ⟨v_call(θ_m; X detached), (ℓ − b) ⊙ score(ε) / (σ·N)⟩
 
     with the engine's noise (same keys), every module's input detached so that only its own
     parameters' local Jacobian enters. ``sign``: ALR's score sign(ε)/E|ε| instead of score(ε).
+    A model with train-mode BatchNorm and ``batch_norm='coupled'``: ``reference_coupled_lr``.
     """
+    if batch_norm == "coupled" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+                                       for m in model.modules()):
+        return reference_coupled_lr(model, loss_fn, x, y, copies, sigma, seed, step, baseline, noise,
+                                    antithetic, qmc, sign)
     law = NOISE_LAWS[noise]
     batch = x.shape[0]
     modules = [m for _, m in model.named_modules() if owns_trainable_parameters(m)]
@@ -114,6 +120,74 @@ def reference_global_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Ten
     finally:
         for h in handles:
             h.remove()
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def reference_coupled_lr(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, copies: int, sigma: float,
+                         seed: int = 0, step: int = 0, baseline: str = "none", noise: str = "gaussian",
+                         antithetic: bool = False, qmc: bool = False, sign: bool = False) -> torch.Tensor:
+    """The coupled ULR estimate for train-mode BatchNorm, built from K explicit replicas: copy k is the
+    batch itself (B rows, the model's own BatchNorm forward) with the engine's noise rows i·K + k, and
+
+        ĝ = ∇_θ Σ_k Σ_calls Σ_i ⟨v_call,i(θ_m; X detached), w_ik ⊙ score(ε_ik) / (σ·B·K)⟩,
+
+    w_ik = Σ_j (ℓ_jk − b_jk) for a call made before the replica's last train-mode BatchNorm, else
+    ℓ_ik − b_ik. Buffers are restored afterwards."""
+    law = NOISE_LAWS[noise]
+    batch = x.shape[0]
+    modules = [m for _, m in model.named_modules() if owns_trainable_parameters(m)]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    index = {id(m): i for i, m in enumerate(modules)}
+    saved = [b.clone() for b in model.buffers()]
+    replica: dict = {}
+
+    def pre_hook(module, args):
+        return tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+
+    def norm_called(module, args):
+        replica["before_last_norm"] = len(replica["pieces"])
+
+    def hook(module, args, output):
+        i = index[id(module)]
+        c = replica["calls"].get(i, 0)
+        replica["calls"][i] = c + 1
+        eps = draw_noise(law, batch, copies, tuple(output.shape[1:]), counter_seed(seed, step, i, c, 0),
+                         antithetic=antithetic, qmc=qmc, dtype=output.dtype, device=output.device)[replica["k"]::copies]
+        replica["pieces"].append((output, eps))
+        return output.detach() + sigma * eps
+
+    with torch.no_grad():
+        clean = loss_fn(model(x), y)
+    handles = [m.register_forward_pre_hook(norm_called) for m in norms]
+    handles += [m.register_forward_pre_hook(pre_hook) for m in modules]
+    handles += [m.register_forward_hook(hook) for m in modules]
+    replicas = []
+    try:
+        with torch.enable_grad():
+            for k in range(copies):
+                replica.update(k=k, calls={}, pieces=[], before_last_norm=0)
+                losses = loss_fn(model(x), y).detach()
+                replicas.append((losses, replica["pieces"], replica["before_last_norm"]))
+            table = torch.stack([r[0] for r in replicas], 1)                      # (B, K)
+            if baseline == "clean":
+                table = table - clean.unsqueeze(1)
+            elif baseline == "loo":
+                assert not antithetic
+                table = table - (table.sum(1, keepdim=True) - table) / (copies - 1)
+            score = (lambda e: torch.where(e > 0, 1.0, -1.0).to(e.dtype) / law.mean_abs) if sign else law.score
+            total = 0.0
+            for k, (_, pieces, coupled) in enumerate(replicas):
+                for n, (v, e) in enumerate(pieces):
+                    w = table[:, k].sum().expand(batch) if n < coupled else table[:, k]
+                    total = total + (v * (score(e) * w.view(-1, *[1] * (e.dim() - 1)))).sum()
+            params = [p for p in model.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(total / (sigma * batch * copies), params)
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for b, value in zip(model.buffers(), saved, strict=True):
+                b.copy_(value)
     return torch.cat([g.reshape(-1) for g in grads])
 
 

@@ -99,10 +99,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.estimator} vs bp on {args.task} (batch {len(index)}, seed {args.seed}, "
           f"{result['num_parameters']} parameters, {args.repeats} repeat(s))")
+    detached = "cosine_detached" in result
+    if detached:
+        print("  train-mode BatchNorm: *_detached compare with BP with the batch statistics detached "
+              "(batch_norm=rowwise's target); the others with BP (batch_norm=coupled's)")
     for key in ("cosine", "relative_error", "norm_ratio", "cosine_of_mean", "variance", "relative_variance"):
-        if key in result:
-            print(f"  {key:18s} {result[key]:.6g}")
+        for name in (key, f"{key}_detached"):
+            if name in result:
+                print(f"  {name:27s} {result[name]:.6g}")
     print("  per parameter:")
     for name, values in result["per_parameter"].items():
-        print(f"    {name:30s} cosine {values['cosine']:+.4f}  relative_error {values['relative_error']:.4g}")
+        line = f"    {name:30s} cosine {values['cosine']:+.4f}  relative_error {values['relative_error']:.4g}"
+        if detached:
+            line += (f"  | detached: cosine {values['cosine_detached']:+.4f}  "
+                     f"relative_error {values['relative_error_detached']:.4g}")
+        print(line)
     return 0

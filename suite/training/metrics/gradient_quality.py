@@ -6,6 +6,16 @@ With both flattened over every trainable parameter (float64):
 * ``relative_error`` = ‖ĝ − g‖ / ‖g‖
 * ``norm_ratio``     = ‖ĝ‖ / ‖g‖
 
+On a model with batch-statistics BatchNorm (training mode) two BP references exist, and every point
+also compares ĝ with the second one, under the same keys with the suffix ``_detached``:
+
+* g (``cosine``, ...): BP with the batch statistics differentiated, the training gradient;
+* g_detached (``cosine_detached``, ...): BP with the batch mean and variance detached
+  (``estimators.batch_coupling.detached_batch_statistics``), the target of ``batch_norm=rowwise``.
+
+An estimate close to g_detached but not to g is on the wrong target, not noisy. Both are null (absent
+from points) on models without such BatchNorm.
+
 Measured at training steps ``s`` with ``s % every == 0`` (step 0 included), right after the
 estimator wrote ``.grad`` and before the optimizer step. The BP reference does not disturb training:
 the estimator's ``.grad`` tensors are kept aside and put back, module buffers (BatchNorm running
@@ -22,6 +32,7 @@ import torch
 from torch import nn
 
 from lrbench.estimators import Estimator, get_estimator
+from lrbench.estimators.batch_coupling import batch_statistics_norms, detached_batch_statistics
 
 
 def flat_grad(params: list[nn.Parameter]) -> torch.Tensor:
@@ -64,6 +75,12 @@ class GradientQuality:
         try:
             self._bp.estimate(model, loss_fn, inputs, targets)
             reference = flat_grad(params)
+            detached = None
+            if batch_statistics_norms(model):
+                self._bp.step -= 1                # the same keyed dropout masks as the first reference
+                with detached_batch_statistics(model):
+                    self._bp.estimate(model, loss_fn, inputs, targets)
+                detached = flat_grad(params)
         finally:
             for p, g in zip(params, kept, strict=True):
                 p.grad = g
@@ -74,12 +91,16 @@ class GradientQuality:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
         point = {"step": int(step), **compare(estimate, reference)}
+        if detached is not None:
+            point.update({f"{k}_detached": v for k, v in compare(estimate, detached).items()})
         self.points.append(point)
         return point
 
     def summary(self) -> dict[str, Any]:
         def mean(key: str) -> float | None:
-            return sum(p[key] for p in self.points) / len(self.points) if self.points else None
+            values = [p[key] for p in self.points if key in p]
+            return sum(values) / len(values) if values else None
 
-        return {"every": self.every, "points": list(self.points), "mean_cosine": mean("cosine"),
-                "mean_relative_error": mean("relative_error"), "mean_norm_ratio": mean("norm_ratio")}
+        return {"every": self.every, "points": list(self.points),
+                **{f"mean_{key}{suffix}": mean(key + suffix) for suffix in ("", "_detached")
+                   for key in ("cosine", "relative_error", "norm_ratio")}}
