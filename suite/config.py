@@ -75,7 +75,8 @@ MAPPING_KEYS = ("estimator_options", "model_options", "robustness")
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
 # ``spec.optimizer_options`` when given there).
 SPEC_DEFAULT_KEYS = ("batch_size", "lr", "optimizer", "max_epochs", "weight_decay", "lr_schedule")
-SUITE_KEYS = ("name", "description", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude", "seeds")
+SUITE_KEYS = ("name", "description", "plugins", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude",
+              "seeds")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "step")
@@ -319,6 +320,7 @@ def task_defaults(task: str, estimator: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- suites
 def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """A suite mapping from a dict, a built-in name (``quick`` -> suite/suites/quick.yaml) or a YAML path."""
+    folder: Path | None = None  # the suite file (plugins are looked up beside it)
     if isinstance(suite, Mapping):
         data: Any = dict(suite)
     else:
@@ -331,8 +333,10 @@ def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
             names = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
             raise UserError(f"no suite or config file '{text}'; built-in suites: {names}")
         data = read_yaml(path, what=f"malformed YAML in {path}")
+        folder = path.resolve()
     if not isinstance(data, Mapping):
         raise UserError(f"a suite must be a YAML mapping, got {type(data).__name__}")
+    _load_suite_plugins(data.get("plugins"), folder)
     if "grid" not in data and "runs" not in data:  # a single-run config file
         data = {"defaults": {k: v for k, v in data.items() if k not in SUITE_KEYS},
                 **{k: v for k, v in data.items() if k in SUITE_KEYS and k != "defaults"},
@@ -341,6 +345,19 @@ def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     if unknown:
         raise UserError(f"unknown suite key '{unknown[0]}'; valid suite keys: {', '.join(SUITE_KEYS)}")
     return dict(data)
+
+
+def _load_suite_plugins(plugins: Any, suite_file: Path | None) -> None:
+    """``plugins: [module, file.py, ...]``: import each (names next to the suite file first) so that their
+    estimators and tasks can be used by the runs; a broken plugin -> PluginError, one line."""
+    if plugins is None:
+        return
+    if not isinstance(plugins, list):
+        raise UserError("'plugins' must be a list of module names or .py files, e.g. plugins: [my_method]")
+    from lrbench.plugins import load_plugins
+
+    where = f"suite {suite_file.name}" if suite_file is not None else "suite"
+    load_plugins(plugins, source=where, search=suite_file.parent if suite_file is not None else None)
 
 
 def _combinations(suite: Mapping[str, Any]) -> list[dict[str, Any]]:

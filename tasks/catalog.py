@@ -7,8 +7,12 @@ copies for VGG-8 and ResNet-5) and, for the digits tasks, settings we measured t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import torch
+
+from .datasets import get_dataset
 from .errors import TaskError
 from .models import (
     build_char_rnn,
@@ -24,13 +28,45 @@ from .models import (
 from .spec import ModelFactory, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {}
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 def register(spec: TaskSpec) -> TaskSpec:
+    """Make ``spec`` available under its name (also the way a plugin adds a task). A name already taken, a
+    dataset nobody registered or a model factory that is not callable -> TaskError (one line)."""
+    if not isinstance(spec, TaskSpec):
+        raise TaskError(f"register() takes a lrbench.tasks.TaskSpec, got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+        raise TaskError(f"task name {spec.name!r} must be lower-case letters, digits, '-' and '_'")
     if spec.name in TASKS:
-        raise AssertionError(f"task '{spec.name}' registered twice")
+        raise TaskError(f"task name '{spec.name}' is already taken ({TASKS[spec.name].description}); "
+                        "give the new task another name")
+    get_dataset(spec.dataset)  # unknown -> TaskError listing the registered datasets
+    if not callable(spec.model_factory):
+        raise TaskError(f"task '{spec.name}': model_factory must be a function returning an nn.Sequential")
     TASKS[spec.name] = spec
     return spec
+
+
+register_task = register  # the public name (``from lrbench.tasks import register_task``)
+
+
+def validate_task(spec: TaskSpec) -> None:
+    """Build the task's default model on the meta device (no memory, no RNG use): a factory that fails
+    or returns no ``nn.Sequential`` of blocks -> TaskError naming the task."""
+    from torch import nn
+
+    try:
+        with torch.device("meta"):
+            model = spec.build_model()
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's factory: reported in one line, not a traceback
+        raise TaskError(f"task '{spec.name}': building its model failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(model, nn.Sequential):
+        raise TaskError(f"task '{spec.name}': model_factory must return an nn.Sequential of blocks, got "
+                        f"{type(model).__name__}")
 
 
 def get_task(name: str) -> TaskSpec:
