@@ -38,6 +38,8 @@ def register(spec: TaskSpec) -> TaskSpec:
         raise TaskError(f"register() takes a lrbench.tasks.TaskSpec, got {type(spec).__name__}")
     if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
         raise TaskError(f"task name {spec.name!r} must be lower-case letters, digits, '-' and '_'")
+    if spec.name in TASKS and TASKS[spec.name] == spec:
+        return TASKS[spec.name]  # the same spec again (a plugin loaded twice): nothing to do
     if spec.name in TASKS:
         raise TaskError(f"task name '{spec.name}' is already taken ({TASKS[spec.name].description}); "
                         "give the new task another name")

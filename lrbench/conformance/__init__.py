@@ -67,6 +67,11 @@ class ConformanceReport:
         """The pass/fail table, one row per (model, check)."""
         lines = [f"{'model':7s} {'check':12s} {'result':8s} detail"]
         lines += [f"{r.family:7s} {r.check:12s} {r.status.upper():8s} {r.detail}" for r in self.rows]
+        shown = {r.status for r in self.rows}
+        if shown & {"refused", "bias"}:
+            lines.append("(" + "; ".join(text for status, text in (
+                ("refused", "REFUSED: the model is refused in one line, as the contract asks of models it cannot handle"),
+                ("bias", "BIAS: declared biased, measured bias shown instead of pass/fail")) if status in shown) + ")")
         verdict = "PASSED" if self.passed else f"FAILED ({len(self.failures)} check(s))"
         lines.append(f"{self.estimator}: {verdict} in {self.seconds:.1f} s (budget {self.budget_s:.0f} s)")
         return "\n".join(lines)
