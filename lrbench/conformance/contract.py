@@ -35,7 +35,11 @@ def grads_of(problem: Problem) -> list[torch.Tensor | None]:
     return [None if p.grad is None else p.grad.detach().clone() for _, p in problem.parameters]
 
 
-def call(estimator: Any, problem: Problem) -> tuple[Any, dict[str, Any], list[torch.Tensor | None]]:
+def call(estimator: Any, problem: Problem, clear: bool = True) -> tuple[Any, dict[str, Any], list[torch.Tensor | None]]:
+    """One ``estimate`` on the problem (``.grad`` cleared first unless ``clear=False``, so that only the
+    ``grad`` check sees an estimator that accumulates); returns (loss, logs, copies of the grads)."""
+    if clear:
+        clear_grads(problem.model)
     loss, logs = estimator.estimate(problem.model, problem.loss_fn, problem.inputs, problem.targets)
     return loss, logs, grads_of(problem)
 
@@ -74,8 +78,10 @@ def check_grad(make: Make, problem: Problem, seed: int) -> Outcome:
             return False, f".grad of '{name}' is not finite"
     for _, p in problem.parameters:
         p.grad = torch.full_like(p, 1e3)
-    _, _, over_garbage = call(make(seed=seed), problem)
+    _, _, over_garbage = call(make(seed=seed), problem, clear=False)
     if not _identical(fresh, over_garbage):
+        if not _identical(fresh, call(make(seed=seed), problem)[2]):
+            return False, "two fresh estimators with the same seed give different .grad (see determinism)"
         return False, (f"accumulates into .grad instead of replacing it: starting from .grad = 1e3 changes "
                        f"the gradient by up to {_max_difference(fresh, over_garbage):.3g}")
     frozen_name, frozen = problem.parameters[0]
