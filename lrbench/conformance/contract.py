@@ -11,7 +11,9 @@
 * ``resume``: ``state_dict`` after two calls, loaded into a fresh estimator, gives the third call's
   gradient bit for bit;
 * ``leftovers``: after a call, parameters are unchanged bit for bit, no autograd graph hangs on the loss
-  or the gradients, no hook stays registered, the module tree is the one before, grad mode is restored.
+  or the gradients, no hook stays registered, the module tree is the one before, grad mode is restored;
+* ``harness``: the estimate works, with the same gradient, under ``FlopCounterMode`` (module hooks), as
+  the runner's step-cost probe calls it.
 """
 
 from __future__ import annotations
@@ -175,6 +177,24 @@ def check_leftovers(make: Make, problem: Problem, seed: int) -> Outcome:
     return True, "parameters, hooks, modules and grad mode as before; no graph kept"
 
 
+def check_harness(make: Make, problem: Problem, seed: int) -> Outcome:
+    """The runner measures a step's FLOPs under ``FlopCounterMode`` (module hooks around every call):
+    the estimate must work there and give the same gradient."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    plain = call(make(seed=seed), problem)[2]
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            counted = call(make(seed=seed), problem)[2]
+    except Exception as exc:  # noqa: BLE001 - the failure this check exists for
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return False, f"fails under FlopCounterMode (the runner's FLOP probe): {type(exc).__name__}: {text}"
+    if not _identical(plain, counted):
+        return False, "gives another gradient under FlopCounterMode (module hooks change the result)"
+    return True, f"same gradient under the runner's FLOP counter ({counter.get_total_flops()} FLOPs)"
+
+
 def run_contract(make: Make, problem: Problem, seed: int, stochastic: bool) -> list[tuple[str, bool, str]]:
     """Every contract check on ``problem``: ``[(check, passed, detail), ...]``. An exception inside a check
     is a failure of that check (its type and first line), never a traceback."""
@@ -184,6 +204,7 @@ def run_contract(make: Make, problem: Problem, seed: int, stochastic: bool) -> l
         ("determinism", lambda: check_determinism(make, problem, seed, stochastic)),
         ("resume", lambda: check_resume(make, problem, seed)),
         ("leftovers", lambda: check_leftovers(make, problem, seed)),
+        ("harness", lambda: check_harness(make, problem, seed)),
     ]
     out = []
     for name, check in checks:

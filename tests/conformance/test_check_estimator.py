@@ -88,6 +88,18 @@ class CrashingBP(Backprop):
         return super().estimate(model, loss_fn, inputs, targets)
 
 
+class LeafGradEstimator(Backprop):
+    name = "leaf-grad"
+    description = "asks autograd.grad of a leaf fed through a module (breaks under module hooks)"
+
+    def estimate(self, model, loss_fn, inputs, targets):
+        loss, logs = super().estimate(model, loss_fn, inputs, targets)
+        leaf = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        with torch.enable_grad():
+            torch.autograd.grad(nn.Tanh()(leaf).sum(), leaf)
+        return loss, logs
+
+
 BROKEN = [
     (DoubledULR, "statistics", "does not converge to autograd"),
     (AccumulatingBP, "grad", "accumulates into .grad"),
@@ -95,6 +107,7 @@ BROKEN = [
     (ForgetfulULR, "resume", "state_dict after 2 calls"),
     (HookLeavingBP, "leftovers", "hook(s) left registered"),
     (CrashingBP, "refusal", "raised TypeError"),
+    (LeafGradEstimator, "harness", "fails under FlopCounterMode"),
 ]
 
 

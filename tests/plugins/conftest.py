@@ -18,8 +18,9 @@ def isolated_registries() -> Iterator[None]:
     _load_builtin_estimators()
     saved = [(registry, dict(registry)) for registry in
              (ESTIMATORS, TASKS, DATASETS, REGISTERED_SPECS, plugins.ORIGINS, plugins.LOADED)]
-    path, modules = list(sys.path), set(sys.modules)
+    path, modules, discovered = list(sys.path), set(sys.modules), plugins._entry_points_done
     yield
+    plugins._entry_points_done = discovered
     for registry, content in saved:
         registry.clear()
         registry.update(content)

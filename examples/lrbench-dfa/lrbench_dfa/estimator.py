@@ -94,8 +94,10 @@ class DirectFeedbackAlignment(Estimator):
         for linear, activations in layers:
             with torch.no_grad():
                 a = linear(h)
-            a = a.detach().requires_grad_(activations != [])
             with torch.enable_grad():
+                # a non-leaf copy of a_l: autograd.grad(out, a) must not be asked of a leaf while module
+                # hooks (Lightning's FLOP counter, the memory probe) wrap the activation's inputs
+                a = a.detach().requires_grad_(activations != []) * 1.0
                 out = a
                 for activation in activations:
                     out = activation(out)
