@@ -156,7 +156,7 @@ def test_alr_is_declared_biased_and_its_bias_is_reported() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [e["name"] for e in list_estimators()])
 def test_every_builtin_estimator_passes_on_every_family(name: str) -> None:
-    report = check_estimator(name, n=16)
+    report = check_estimator(name, n=8)
     expected = "bias" if name == "alr" else "pass"
     assert set(statuses(report, "statistics").values()) == {expected}, report.table()
 
