@@ -156,7 +156,10 @@ def run_config(config: Mapping[str, Any], out: str | Path = "results", progress:
 
     if "seeds" in config:
         raise UserError("run_config runs one seed: give 'seed', or use run_suite for 'seeds'")
-    records = run_suite(dict(config), out=out, progress=progress)
+    config = dict(config)
+    # the seed goes in as an override: in a suite, 'seeds' (default [0]) would replace a plain 'seed' key
+    overrides = {"seed": config.pop("seed")} if "seed" in config else {}
+    records = run_suite(config, overrides, out=out, progress=progress)
     return records[0]
 
 

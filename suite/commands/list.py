@@ -24,12 +24,10 @@ def _dump(items: list) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrbench.plugins import origin
+    from lrbench import api
 
     if args.what == "estimators":
-        from lrbench.estimators import list_estimators
-
-        items = [{**item, "source": origin("estimator", item["name"])} for item in list_estimators()]
+        items = api.list_estimators()
         if args.json:
             return _dump(items)
         for item in items:
@@ -41,16 +39,14 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "papers":
         from lrbench.reports.paper import list_specs
 
-        papers = [{"name": s.name, "title": s.title, "budgets": list(s.budgets), "source": origin("paper", s.name)}
+        papers = [{"name": s.name, "title": s.title, "budgets": list(s.budgets), "source": api.origin("paper", s.name)}
                   for s in list_specs()]
         if args.json:
             return _dump(papers)
         for paper in papers:
             print(f"{paper['name']:24s} {paper['title']}  [{paper['source']}]")
         return 0
-    from lrbench.tasks import list_tasks
-
-    specs = [{**s.to_json(), "source": origin("task", s.name)} for s in list_tasks()]
+    specs = [{**s.to_json(), "source": api.origin("task", s.name)} for s in api.list_tasks()]
     if args.json:
         return _dump(specs)
     for info in specs:
