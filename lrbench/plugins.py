@@ -130,8 +130,9 @@ def register_object(obj: Any, group: str, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- loading
-def _load(request: str, source: str, importer: Callable[[], Any]) -> list[tuple[str, str]]:
-    """Run ``importer`` (an import and/or registrations); on any failure roll back and raise PluginError."""
+def _load(request: str, source: str, importer: Callable[[], Any], module: str) -> list[tuple[str, str]]:
+    """Run ``importer`` (an import of ``module`` and/or registrations); on any failure roll back and raise
+    PluginError."""
     before = _snapshot()
     try:
         importer()
@@ -139,8 +140,12 @@ def _load(request: str, source: str, importer: Callable[[], Any]) -> list[tuple[
         _checked(added)
     except ModuleNotFoundError as exc:
         _roll_back(before)
-        raise PluginError(f"plugin {request}: module '{exc.name}' not found; install it, or give a module "
-                          "importable from the current folder (or a path to a .py file)") from None
+        missing = str(exc.name)
+        if module.split(".")[0] == missing.split(".")[0]:
+            raise PluginError(f"plugin {request}: module '{missing}' not found; install it, or give a module "
+                              "importable from the current folder (or a path to a .py file)") from None
+        raise PluginError(f"plugin {request}: its import needs module '{missing}', which is not installed "
+                          f"(pip install it, or fix the import)") from None
     except _user_error_types() as exc:
         _roll_back(before)
         raise PluginError(f"plugin {request}: {_one_line(exc)}") from None
@@ -194,7 +199,8 @@ def load_plugins(modules: Iterable[str], source: str = "--plugin", search: str |
         if spec in LOADED:
             continue
         where = f"--plugin {spec}" if source == "--plugin" else f"{source} (plugin {spec})"
-        added += _load(spec, where, lambda spec=spec: _import_module(spec, folder))
+        added += _load(spec, where, lambda spec=spec: _import_module(spec, folder),
+                       Path(spec).stem if spec.endswith(".py") else spec)
         LOADED[spec] = source
     return added
 
@@ -220,7 +226,7 @@ def load_entry_points(force: bool = False) -> list[str]:
                 continue
             try:
                 _load(f"entry point '{ep.name}' ({group}, {dist})", f"entry point {dist}",
-                      lambda ep=ep, group=group: register_object(ep.load(), group, ep.name))
+                      lambda ep=ep, group=group: register_object(ep.load(), group, ep.name), ep.module)
             except PluginError as exc:
                 dist_name = dist.split(" ")[0]
                 warnings.append(f"{exc} [skipped; fix it or 'pip uninstall {dist_name}']")

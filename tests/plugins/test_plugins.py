@@ -38,7 +38,8 @@ register_task(TaskSpec(name="digits-mlp-narrow", family="mlp", dataset="digits",
 '''
 
 BAD = {
-    "import_error": ("import lrbench_no_such_dependency\n", "module 'lrbench_no_such_dependency' not found"),
+    "import_error": ("import lrbench_no_such_dependency\n",
+                     "its import needs module 'lrbench_no_such_dependency', which is not installed"),
     "raises": ("raise RuntimeError('half-written plugin')\n", "failed: RuntimeError: half-written plugin"),
     "name_clash": ('''
         from lrbench.estimators import register_estimator
