@@ -7,7 +7,7 @@
 On one small float64 model of each family (MLP, CNN, RNN, ViT; ``models.py``) it checks the contract
 (``contract.py``: ``.grad`` replaced on every trainable parameter, the clean loss returned, bit-identical
 under the same seed, ``state_dict`` resume, nothing left behind) and the statistics (``statistics.py``:
-the Monte-Carlo mean converges to autograd's gradient, errors at n and 16n calls in ratio ≈ 4; an
+the Monte-Carlo mean converges to autograd's gradient, errors of means of n and 16n calls in ratio ≈ 4; an
 estimator with ``biased = True`` gets its measured bias reported instead). A model the estimator cannot
 handle must be refused with a one-line ``EstimatorError``; any other exception fails the check.
 The Monte-Carlo sizes are chosen to fit ``budget_s`` (printed up front); the options come from the
@@ -120,7 +120,7 @@ def check_estimator(estimator: str | type[Estimator], options: dict[str, Any] | 
                     log: Callable[[str], None] | None = None) -> ConformanceReport:
     """Run the conformance check (module docstring). ``estimator``: a registered name or an Estimator
     class; ``options`` override its ``conformance_options``; ``n``: calls per Monte-Carlo block (default:
-    as many as fit ``budget_s``, 4 to 32; give it for reproducible numbers). Raises
+    as many as fit ``budget_s``, 2 to 16; give it for reproducible numbers). Raises
     :class:`ConformanceError` when a check fails (unless ``raise_on_failure=False``); bad names/options
     raise EstimatorError (one line)."""
     start = time.perf_counter()
@@ -141,7 +141,7 @@ def check_estimator(estimator: str | type[Estimator], options: dict[str, Any] | 
     say = log or (lambda _line: None)
     shown = ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults"
     say(f"check-estimator {cls.name} ({shown}): time budget {budget_s:.0f} s; float64 models "
-        f"{', '.join(families)}; Monte-Carlo errors at n and 16n calls, pass if ratio in "
+        f"{', '.join(families)}; Monte-Carlo errors of means of n and 16n calls (64 blocks, 4 replicates), pass if ratio in "
         f"[{RATIO_RANGE[0]}, {RATIO_RANGE[1]}] (≈4 = 1/√n){'; declared biased: bias reported' if cls.biased else ''}")
     stochastic = cls.noise_scope != "none"
     custom = _probe(make, unsupported_problem(seed), seed)

@@ -13,7 +13,7 @@ from lrbench.estimators.bp import Backprop
 from lrbench.estimators.ulr import UnifiedLikelihoodRatio
 from lrbench.suite.cli import main
 
-FAST = {"families": ("mlp",), "n": 8}
+FAST = {"families": ("mlp",), "n": 4}
 
 
 def statuses(report, check: str) -> dict[str, str]:
@@ -139,10 +139,10 @@ def test_bp_passes_exactly_on_every_family() -> None:
 
 
 def test_ulr_passes_on_the_mlp_with_ratio_near_four() -> None:
-    """Measured (n=8, seed 0): error 0.24 at n, 0.054 at 16n, ratio 4.4."""
+    """Ratio of the errors of means of n and 16n calls, for an unbiased estimate ≈ 4."""
     report = check_estimator("ulr", **FAST)
     stats = report.statistics["mlp"]
-    assert 2.5 <= stats["ratio"] <= 8.0 and stats["cosine"] > 0.99, stats
+    assert 2.5 <= stats["ratio"] <= 6.5 and stats["cosine"] > 0.99, stats
     assert statuses(report, "refusal") == {"custom": "refused"}  # no LR rule for Rescale: one line
 
 
@@ -156,7 +156,7 @@ def test_alr_is_declared_biased_and_its_bias_is_reported() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [e["name"] for e in list_estimators()])
 def test_every_builtin_estimator_passes_on_every_family(name: str) -> None:
-    report = check_estimator(name, n=8)
+    report = check_estimator(name, n=4)
     expected = "bias" if name == "alr" else "pass"
     assert set(statuses(report, "statistics").values()) == {expected}, report.table()
 
