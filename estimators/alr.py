@@ -44,6 +44,10 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
     encoding = "sign"
     biased = True  # the rescaled sign score sign(ε)/E|ε| is unbiased to first order in σ only
 
+    def check_options(self) -> None:
+        super().check_options()
+        self.refuse_unswitched({"concurrent": ("workers",)})
+
     def module_gradients(self, codec: NoiseCodec, records: list[CallRecord], weights: torch.Tensor,
                          sigma_of: dict[int, float]) -> list[tuple[ModuleSlot, dict[str, torch.Tensor]]]:
         """Concurrent version: one task per module (its calls reduced in order inside the task)."""
