@@ -16,7 +16,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 OPTION_KINDS = ("int", "float", "bool", "choice", "int_or_list", "float_or_list", "str")
 NOISE_SCOPES = ("sample", "weight", "none")
 #: Methods an estimator must implement itself (the base class only raises NotImplementedError).
-REQUIRED_METHODS = ("estimate", "forward_passes_per_step")
+#: ``estimate`` is the base class's template (clears .grad, seeds the RNG, checks, counts the step)
+#: around the estimator's own step ``_estimate``.
+REQUIRED_METHODS = ("_estimate", "forward_passes_per_step")
 
 
 def _where(cls: type) -> str:
@@ -73,7 +75,8 @@ def validate_estimator_class(cls: Any) -> None:
         raise EstimatorError(f"{where} needs a one-line description = '...'")
     for method in REQUIRED_METHODS:
         if not _overrides(cls, method):
-            raise EstimatorError(f"{where} does not implement {method}(); define it (see docs/EXTENDING.md)")
+            hint = (" (estimate() is the base class's template that calls it)" if method == "_estimate" else "")
+            raise EstimatorError(f"{where} does not implement {method}(){hint}; define it (docs/EXTENDING.md)")
     if not isinstance(cls.options, dict):
         raise EstimatorError(f"{where}: options must be a dict of name -> Option, got {type(cls.options).__name__}")
     for key, option in cls.options.items():

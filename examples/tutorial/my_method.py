@@ -22,17 +22,18 @@ class CentralDifference(Estimator):
     biased = False                  # E[ĝ] = ∇L (up to O(ε²)); True makes the check report the bias
     conformance_options = {"directions": 16, "eps": 1e-4}   # what check-estimator runs (float64)
 
-    def estimate(self, model, loss_fn, inputs, targets):
+    def _estimate(self, model, loss_fn, inputs, targets):
+        # estimate() (the base class's template) calls this after clearing .grad and seeding torch's RNG
+        # from (seed, step): same seed and calls -> same gradients, and state_dict resumes the stream.
+        # Afterwards it checks that every trainable parameter got a gradient and counts the step.
         params = [p for p in model.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in params]
-        # randomness from (seed, step) only: same seed and calls -> same gradients; state_dict resumes
-        gen = torch.Generator().manual_seed(self.opts["seed"] * 1_000_003 + self.step)
         eps, n = self.opts["eps"], self.opts["directions"]
         grads = [torch.zeros_like(p) for p in params]
         with torch.no_grad():
             clean = loss_fn(model(inputs), targets).mean()
             for _ in range(n):
-                signs = [torch.randint(0, 2, p.shape, generator=gen).to(p) * 2 - 1 for p in params]
+                signs = [torch.randint(0, 2, p.shape).to(p) * 2 - 1 for p in params]
                 losses = []
                 for side in (1.0, -1.0):
                     for p, s, u in zip(params, saved, signs, strict=True):
@@ -45,7 +46,6 @@ class CentralDifference(Estimator):
                 p.copy_(s)                  # parameters exactly as before
         for p, g in zip(params, grads, strict=True):
             set_grad(p, g)                  # replace .grad, never accumulate
-        self.step += 1
         return clean, {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0])}
 
     def forward_passes_per_step(self, model, batch_size):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lrbench.conformance import ConformanceError, check_estimator
-from lrbench.estimators import Estimator, EstimatorError, list_estimators
+from lrbench.estimators import EstimatorError, list_estimators
 from lrbench.estimators.bp import Backprop
 from lrbench.estimators.ulr import UnifiedLikelihoodRatio
 from lrbench.suite.cli import main
@@ -25,18 +25,17 @@ class DoubledULR(UnifiedLikelihoodRatio):
     name = "ulr-doubled"
     description = "ULR with its gradient scaled by 2 (deliberately broken)"
 
-    def estimate(self, model, loss_fn, inputs, targets):
-        loss, logs = super().estimate(model, loss_fn, inputs, targets)
+    def _estimate(self, model, loss_fn, inputs, targets):
+        loss, logs = super()._estimate(model, loss_fn, inputs, targets)
         for p in model.parameters():
             if p.grad is not None:
                 p.grad.mul_(2.0)
         return loss, logs
 
 
-class AccumulatingBP(Estimator):
+class AccumulatingBP(Backprop):
     name = "bp-accumulating"
-    description = "BP that forgets to clear .grad (deliberately broken)"
-    noise_scope = "none"
+    description = "BP overriding the estimate() template, forgetting to clear .grad (deliberately broken)"
 
     def estimate(self, model, loss_fn, inputs, targets):
         loss = loss_fn(model(inputs), targets).mean()
@@ -44,13 +43,10 @@ class AccumulatingBP(Estimator):
         self.step += 1
         return loss.detach(), {"forward_passes": 1.0}
 
-    def forward_passes_per_step(self, model, batch_size):
-        return 1.0
-
 
 class GlobalRandomBP(Backprop):
     name = "bp-global-rng"
-    description = "BP plus noise from the global RNG, not from its seed (deliberately broken)"
+    description = "BP plus noise from the global RNG outside the seeded template (deliberately broken)"
     noise_scope = "sample"
 
     def estimate(self, model, loss_fn, inputs, targets):
@@ -72,28 +68,28 @@ class HookLeavingBP(Backprop):
     name = "bp-hooks"
     description = "BP that leaves a forward hook registered (deliberately broken)"
 
-    def estimate(self, model, loss_fn, inputs, targets):
+    def _estimate(self, model, loss_fn, inputs, targets):
         model.register_forward_hook(lambda *args: None)
-        return super().estimate(model, loss_fn, inputs, targets)
+        return super()._estimate(model, loss_fn, inputs, targets)
 
 
 class CrashingBP(Backprop):
     name = "bp-crashing"
     description = "BP that crashes with a TypeError on a module it does not know (deliberately broken)"
 
-    def estimate(self, model, loss_fn, inputs, targets):
+    def _estimate(self, model, loss_fn, inputs, targets):
         unknown = [m for m in model.modules() if type(m).__name__ == "Rescale"]
         if unknown:
             raise TypeError("unsupported module")
-        return super().estimate(model, loss_fn, inputs, targets)
+        return super()._estimate(model, loss_fn, inputs, targets)
 
 
 class LeafGradEstimator(Backprop):
     name = "leaf-grad"
     description = "asks autograd.grad of a leaf fed through a module (breaks under module hooks)"
 
-    def estimate(self, model, loss_fn, inputs, targets):
-        loss, logs = super().estimate(model, loss_fn, inputs, targets)
+    def _estimate(self, model, loss_fn, inputs, targets):
+        loss, logs = super()._estimate(model, loss_fn, inputs, targets)
         leaf = torch.zeros(2, dtype=torch.float64, requires_grad=True)
         with torch.enable_grad():
             torch.autograd.grad(nn.Tanh()(leaf).sum(), leaf)
@@ -200,7 +196,7 @@ def test_unregistered_class_with_model_it_cannot_handle() -> None:
         name = "refuses-all"
         description = "refuses everything"
 
-        def estimate(self, model: nn.Module, loss_fn, inputs, targets):
+        def _estimate(self, model: nn.Module, loss_fn, inputs, targets):
             raise EstimatorError("refuses-all handles no model")
 
     report = check_estimator(RefusesAll, n=1, raise_on_failure=False)

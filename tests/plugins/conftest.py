@@ -1,30 +1,12 @@
-"""Plugin tests register estimators and tasks: every test gets the registries back as they were."""
+"""Every test here gets the plugin/estimator/task/paper registries back as they were."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-
 import pytest
 
-from lrbench import plugins
-from lrbench.estimators.registry import ESTIMATORS, _load_builtin_estimators
-from lrbench.reports.paper import REGISTERED_SPECS
-from lrbench.tasks import DATASETS, TASKS
+from tests.helpers.registries import isolated_registries  # noqa: F401 - the fixture
 
 
 @pytest.fixture(autouse=True)
-def isolated_registries() -> Iterator[None]:
-    _load_builtin_estimators()
-    saved = [(registry, dict(registry)) for registry in
-             (ESTIMATORS, TASKS, DATASETS, REGISTERED_SPECS, plugins.ORIGINS, plugins.LOADED)]
-    path, modules, discovered = list(sys.path), set(sys.modules), plugins._entry_points_done
-    yield
-    plugins._entry_points_done = discovered
-    for registry, content in saved:
-        registry.clear()
-        registry.update(content)
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if not name.startswith(("lrbench", "torch", "pytorch_lightning", "lightning")):
-            del sys.modules[name]
+def _restore_registries(isolated_registries: None) -> None:  # noqa: F811
+    """Autouse wrapper of tests.helpers.registries.isolated_registries."""

@@ -24,8 +24,8 @@ class Doubled(Backprop):
     name = "bp2"
     description = "backprop with the gradient doubled [test plugin]"
 
-    def estimate(self, model, loss_fn, inputs, targets):
-        loss, logs = super().estimate(model, loss_fn, inputs, targets)
+    def _estimate(self, model, loss_fn, inputs, targets):
+        loss, logs = super()._estimate(model, loss_fn, inputs, targets)
         for p in model.parameters():
             p.grad.mul_(2.0)
         return loss, logs
@@ -57,7 +57,7 @@ BAD = {
         class Lazy(Estimator):
             name = "lazy"
             description = "declares itself but computes nothing"
-        ''', "does not implement estimate()"),
+        ''', "does not implement _estimate() (estimate() is the base class's template that calls it)"),
     "bad_option": ('''
         from lrbench.estimators import Option, register_estimator
         from lrbench.estimators.bp import Backprop

@@ -83,8 +83,10 @@ class DirectFeedbackAlignment(Estimator):
             self._feedback[key] = torch.randn(width, classes, generator=gen, dtype=torch.float64) / classes**0.5
         return self._feedback[key].to(dtype=like.dtype, device=like.device)
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """One DFA update (the module docstring's formulas); ``estimate`` (the base class's template)
+        clears ``.grad`` first, checks that every trainable parameter got one and counts the step."""
         prefix, layers = plan(model)
         with torch.no_grad():
             h = inputs
@@ -117,10 +119,6 @@ class DirectFeedbackAlignment(Estimator):
                 set_grad(linear.weight, delta.T @ h_in)
             if linear.bias is not None and linear.bias.requires_grad:
                 set_grad(linear.bias, delta.sum(0))
-        for p in model.parameters():
-            if p.requires_grad and p.grad is None:  # plan() only lets Linear layers own parameters
-                raise EstimatorError("dfa: a trainable parameter outside the Linear layers got no update")
-        self.step += 1
         return loss.detach(), {"forward_passes": 1.0}
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:
