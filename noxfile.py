@@ -36,7 +36,7 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the whole project."""
     session.install("ruff")
-    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "examples",
+    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "scripts", "examples",
                 "noxfile.py")
 
 

@@ -130,7 +130,7 @@ def expand_suite(suite: str | Path | Mapping[str, Any], overrides: Mapping[str, 
     """Every resolved run config of ``suite`` (built-in name, YAML path or mapping; a single-run config
     is a suite of one) after ``overrides`` (``{"max_epochs": 1}`` or ``["max_epochs=1"]``), filtered by
     ``only`` (``["estimator=ulr"]``). Nothing runs; bad input raises a one-line ``UserError``."""
-    from lrbench.suite.config import expand_suite as expand
+    from lrbench.suite.cli.suite_files import expand_suite as expand
 
     load_plugins()
     return expand(suite, overrides, only)
@@ -139,14 +139,17 @@ def expand_suite(suite: str | Path | Mapping[str, Any], overrides: Mapping[str, 
 def run_suite(suite: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str] = (),
               only: Sequence[str] = (), out: str | Path = "results", progress: bool = False) -> list[dict[str, Any]]:
     """Run every config of ``suite`` not yet recorded in ``out`` and return the records of all of them
-    (those run now and those read back from ``out/runs/``), in suite order."""
-    from lrbench.suite.results import read_record, run_id
-    from lrbench.suite.runner import run_suite as run
+    (those run now and those read back from ``out/runs/``), in suite order. The same plan/execute
+    pipeline as ``lrbench run``: every check (preflight) passes before anything is written."""
+    from lrbench.suite.cli.plan import plan_suite
+    from lrbench.suite.training.execute import execute
+    from lrbench.suite.training.results_store import read_record
 
-    configs = expand_suite(suite, overrides, only)
-    result = run(configs, Path(out), progress=progress)
+    load_plugins()
+    plan = plan_suite(suite, overrides, only, out_dir=Path(out))
+    result = execute(plan, progress=progress)
     fresh = {r["run_id"]: r for r in result.records}
-    return [fresh.get(run_id(c)) or read_record(out, run_id(c)) for c in configs]
+    return [fresh.get(rid) or read_record(plan.out_dir, rid) for rid in plan.run_ids]
 
 
 def run_config(config: Mapping[str, Any], out: str | Path = "results", progress: bool = False) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class PluginError(UserError):
 def _registries() -> dict[str, Any]:
     """kind -> the registry mapping (built-ins loaded first, so that a plugin's name clash is seen)."""
     from lrbench.estimators.registry import ESTIMATORS, _load_builtin_estimators
-    from lrbench.reports.paper import REGISTERED_SPECS
+    from lrbench.reports.paper_spec import REGISTERED_SPECS
     from lrbench.tasks import DATASETS, TASKS
 
     _load_builtin_estimators()
@@ -101,7 +101,7 @@ def register_object(obj: Any, group: str, name: str) -> None:
     import types
 
     from lrbench.estimators import Estimator, EstimatorError, register_estimator
-    from lrbench.reports.paper import register_paper
+    from lrbench.reports.paper_spec import register_paper
     from lrbench.tasks import DatasetInfo, TaskSpec, register_dataset, register_task
 
     if isinstance(obj, types.ModuleType):

@@ -11,7 +11,7 @@ from lrbench.conformance import ConformanceError, check_estimator
 from lrbench.estimators import EstimatorError, list_estimators
 from lrbench.estimators.bp import Backprop
 from lrbench.estimators.ulr import UnifiedLikelihoodRatio
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 FAST = {"families": ("mlp",), "n": 4}
 

@@ -193,8 +193,8 @@ def measure_speed(width: int = 256, depth: int = 6, batch: int = 32, copies: int
 
 
 def measure_memory(width: int = 256, depth: int = 8, batch: int = 1024, copies: int = 16) -> None:
-    """Peak live-tensor bytes of one step (suite.metrics.memory) for BP and chunked LR estimators."""
-    from lrbench.suite.metrics.memory import PeakMemory, state_tensors
+    """Peak live-tensor bytes of one step (suite.training.metrics.memory) for BP and chunked LR estimators."""
+    from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
     model = deep_mlp(width, depth)
     x, y = torch.randn(batch, width), torch.randint(0, 10, (batch,))

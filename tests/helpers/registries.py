@@ -10,7 +10,7 @@ import pytest
 
 from lrbench import plugins
 from lrbench.estimators.registry import ESTIMATORS, _load_builtin_estimators
-from lrbench.reports.paper import REGISTERED_SPECS
+from lrbench.reports.paper_spec import REGISTERED_SPECS
 from lrbench.tasks import DATASETS, TASKS
 
 
@@ -26,6 +26,7 @@ def isolated_registries() -> Iterator[None]:
         registry.clear()
         registry.update(content)
     sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if not name.startswith(("lrbench", "torch", "pytorch_lightning", "lightning")):
+    for name in set(sys.modules) - modules:  # the plugin modules a test imported (not installed packages)
+        path = str(getattr(sys.modules[name], "__file__", None) or "site-packages")
+        if "site-packages" not in path and not name.startswith("lrbench"):
             del sys.modules[name]

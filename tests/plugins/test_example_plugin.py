@@ -12,7 +12,7 @@ from torch import nn
 
 from lrbench import plugins
 from lrbench.estimators import EstimatorError, get_estimator
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 INSTALLED = any(ep.name == "dfa" for ep in metadata.entry_points(group="lrbench.estimators"))
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="the example plugin is not installed: "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lrbench import plugins
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 GOOD = '''
 from lrbench.estimators import register_estimator

@@ -10,7 +10,7 @@ import pytest
 
 from lrbench.conformance import check_estimator
 from lrbench.plugins import load_plugins
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = REPO / "examples" / "tutorial"

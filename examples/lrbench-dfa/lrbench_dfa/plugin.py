@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from lrbench.estimators import register_estimator
-from lrbench.reports.paper import register_paper
+from lrbench.reports.paper_spec import register_paper
 from lrbench.tasks import register_task
 
 from .estimator import DirectFeedbackAlignment
