@@ -102,6 +102,8 @@ def load_suite(suite: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         raise UserError(f"a suite must be a YAML mapping, got {type(data).__name__}")
     load_suite_plugins(data.get("plugins"), suite_file)
     if "grid" not in data and "runs" not in data:  # a single-run config file
+        if "seed" in data and "seeds" not in data:  # its own seed (else the default seeds [0] would replace it)
+            data = {**{k: v for k, v in data.items() if k != "seed"}, "seeds": [data["seed"]]}
         data = {"defaults": {k: v for k, v in data.items() if k not in SUITE_KEYS},
                 **{k: v for k, v in data.items() if k in SUITE_KEYS and k != "defaults"},
                 "runs": [dict(_mapping(data.get("defaults"), "'defaults'"))]}
