@@ -159,10 +159,7 @@ def run_config(config: Mapping[str, Any], out: str | Path = "results", progress:
 
     if "seeds" in config:
         raise UserError("run_config runs one seed: give 'seed', or use run_suite for 'seeds'")
-    config = dict(config)
-    # the seed goes in as an override: in a suite, 'seeds' (default [0]) would replace a plain 'seed' key
-    overrides = {"seed": config.pop("seed")} if "seed" in config else {}
-    records = run_suite(config, overrides, out=out, progress=progress)
+    records = run_suite(dict(config), out=out, progress=progress)  # a mapping without grid/runs is one run
     return records[0]
 
 
