@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "of each family. Estimator options (--name value) override its conformance_options.")
     p.add_argument("name", metavar="NAME", help="estimator name ('lrbench list estimators')")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="time budget of the check (default 45); the Monte-Carlo sizes are chosen to fit it")
+                   help="time budget of the check (default 30); the Monte-Carlo sizes are chosen to fit it")
     p.add_argument("--families", default=None, metavar="LIST", help="model families, e.g. mlp,cnn (default: all)")
     p.add_argument("--n", type=int, default=None, help="calls per Monte-Carlo block (default: from the budget)")
     p.add_argument("--seed", type=int, default=0, help="seed of the models, batches and estimator")
