@@ -152,7 +152,7 @@ def _load(request: str, source: str, importer: Callable[[], Any], module: str) -
     except Exception as exc:  # noqa: BLE001 - any error inside a plugin: one line, never a traceback
         _roll_back(before)
         raise PluginError(f"plugin {request} failed: {type(exc).__name__}: {_one_line(exc)}; fix the plugin "
-                          f"(python -c 'import ...' shows the traceback)") from None
+                          f"(python -c 'import {module}' shows the traceback)") from None
     for key in added:
         ORIGINS.setdefault(key, source)
     return added
@@ -166,7 +166,7 @@ def _import_module(spec: str, search: Path | None) -> Any:
         if search is not None and not path.is_absolute():
             path = search / path if (search / path).is_file() else path
         if not path.is_file():
-            raise PluginError(f"plugin {spec}: file not found")
+            raise UserError("file not found; give the path of an existing .py file")
         name = path.stem
         module_spec = importlib.util.spec_from_file_location(name, path)
         assert module_spec is not None and module_spec.loader is not None

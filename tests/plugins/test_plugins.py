@@ -147,6 +147,12 @@ def test_plugin_given_as_a_file_path(tmp_path: Path, capsys) -> None:
     assert status == 0 and f"[--plugin {tmp_path / 'file_plugin.py'}]" in out
 
 
+def test_missing_plugin_file_is_one_line(tmp_path: Path, capsys) -> None:
+    status, _, err = run_cli(capsys, "list", "estimators", "--plugin", str(tmp_path / "nope.py"))
+    assert status == 2 and err.strip() == (f"lrbench: error: plugin {tmp_path / 'nope.py'}: file not found; "
+                                           "give the path of an existing .py file")
+
+
 def test_not_installed_module_names_the_fix(capsys) -> None:
     status, _, err = run_cli(capsys, "run", "quick", "--list", "--plugin", "lrbench_nowhere")
     assert status == 2 and err.strip() == (
