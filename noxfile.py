@@ -12,6 +12,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 def _install(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
+    # the example plugin, used by its tests through its entry points (lrbench is already installed)
+    session.install("--no-deps", "-e", "examples/lrbench-dfa")
 
 
 @nox.session
@@ -34,7 +36,8 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the whole project."""
     session.install("ruff")
-    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "scripts", "noxfile.py")
+    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "scripts", "examples",
+                "noxfile.py")
 
 
 @nox.session

@@ -42,6 +42,7 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
         "workers": Option(0, "int", "threads for concurrent=true (0: min(modules, CPU count))", minimum=0),
     }
     encoding = "sign"
+    biased = True  # the rescaled sign score sign(ε)/E|ε| is unbiased to first order in σ only
 
     def check_options(self) -> None:
         super().check_options()

@@ -156,6 +156,13 @@ class Estimator:
     #: The option that counts the estimator's independent copies (split across ranks in copy-parallel
     #: training), or ``None`` when it has none.
     copies_option: ClassVar[str | None] = None
+    #: ``True`` when the estimate's expectation is *not* autograd's gradient (e.g. ALR's sign score,
+    #: feedback alignment): ``lrbench check-estimator`` then reports the measured bias (cosine and norm
+    #: ratio of the Monte-Carlo mean to autograd) instead of a pass/fail on unbiasedness.
+    biased: ClassVar[bool] = False
+    #: Options ``lrbench check-estimator`` uses for its float64 Monte-Carlo check (e.g. a small σ so the
+    #: smoothing bias of a perturbation method lies far below the Monte-Carlo error); validated like any.
+    conformance_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **opts: Any) -> None:
         self.opts = self.resolve_options(opts)    # the one place options are coerced

@@ -29,6 +29,7 @@ class ForwardGradient(Estimator):
     name = "fg"
     noise_scope = "weight"
     copies_option = "directions"
+    conformance_options = {"directions": 4}
     description = "forward gradient: (∇L·v)v from forward-mode jvp along n Gaussian directions"
     options = {
         "directions": Option(1, "int", "n: random tangent directions v (jvp passes) per step", minimum=1),

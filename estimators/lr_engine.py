@@ -245,6 +245,10 @@ class LikelihoodRatioEstimator(Estimator):
 
     noise_scope = "sample"
     copies_option = "copies"
+    # σ = 1e-3 in float64 (the smoothing bias O(σ²) lies far below the Monte-Carlo error), the settings
+    # the tasks train with otherwise (clean baseline, layer-wise injection with prefix sharing)
+    conformance_options = {"copies": 16, "sigma": 1e-3, "baseline": "clean", "injection": "layerwise",
+                           "prefix_sharing": True}
 
     encoding: ClassVar[str] = "full"
     options = LR_OPTIONS

@@ -11,11 +11,27 @@ ESTIMATORS: dict[str, type[Estimator]] = {}
 
 
 def register_estimator(cls: type[Estimator]) -> type[Estimator]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if not cls.name:
-        raise AssertionError(f"{cls.__qualname__} declares no name")
+    """Class decorator: make ``cls`` available under ``cls.name``.
+
+    The class is validated first (``validation.validate_estimator_class``); a name already taken by another
+    class is refused (re-registering the same class, e.g. when its module is reloaded, is fine). Both raise
+    :class:`EstimatorError` with one line naming the class and the fix.
+    """
+    from .validation import validate_estimator_class
+
+    validate_estimator_class(cls)
+    if cls.name not in ESTIMATORS and cls.__module__.split(".")[:2] != ["lrbench", "estimators"]:
+        _load_builtin_estimators()  # a plugin registering first must still clash with a built-in name
+    taken = ESTIMATORS.get(cls.name)
+    if taken is not None and _qualified(taken) != _qualified(cls):
+        raise EstimatorError(f"estimator name '{cls.name}' of {_qualified(cls)} is already taken by "
+                             f"{_qualified(taken)}; give the new class another name")
     ESTIMATORS[cls.name] = cls
     return cls
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def get_estimator(name: str, **opts: Any) -> Estimator:

@@ -24,6 +24,8 @@ class SPSA(Estimator):
     name = "spsa"
     noise_scope = "weight"
     copies_option = "directions"
+    # ε = 1e-4 in float64: the ε-smoothing bias lies far below the Monte-Carlo error
+    conformance_options = {"eps": 1e-4, "directions": 16}
     description = "SPSA / MeZO: two-point finite differences along n random directions, in-place and seed-regenerated"
     options = {
         "eps": Option(1e-3, "float", "ε: perturbation scale of the two-point difference", exclusive_minimum=0.0),

@@ -262,6 +262,8 @@ class XConv(Estimator):
 
     name = "xconv"
     noise_scope = "sample"
+    # every Linear and Conv2d sketched (none kept exact), so the check sees the estimator on every family
+    conformance_options = {"probes": 4, "layers": "all", "first_layer_exact": False}
     description = "low-memory backprop: conv layers store a random sketch Z^T X + seed, weight gradient by randomized trace estimation"
     options = {
         "probes": Option(16, "int", "r: probe vectors per sketch", minimum=1),

@@ -90,21 +90,44 @@ class PaperSpec:
         return str(self.budgets.get(budget, {}).get("note", "")).strip()
 
 
+#: Paper specs added by plugins (``register_paper``): name -> YAML file.
+REGISTERED_SPECS: dict[str, Path] = {}
+
+
+def _spec_paths() -> dict[str, Path]:
+    """Name -> file of every known spec: the shipped ``reports/paper/*.yaml`` and the registered ones."""
+    return {**{p.stem: p for p in SPECS_DIR.glob("*.yaml")}, **REGISTERED_SPECS}
+
+
+def register_paper(path: str | Path) -> PaperSpec:
+    """Add a paper spec file from outside lrbench (a plugin's); it is validated now. A name already taken
+    or a malformed file -> :class:`ReportError` (one line). Returns the loaded spec."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"paper spec file {path} does not exist")
+    spec = load_spec(path)
+    taken = _spec_paths().get(spec.name)
+    if taken is not None and taken.resolve() != path.resolve():
+        raise ReportError(f"paper name '{spec.name}' of {path} is already taken by {taken}; rename it")
+    REGISTERED_SPECS[spec.name] = path
+    return spec
+
+
 def list_specs() -> list[PaperSpec]:
-    """Every spec shipped in ``reports/paper/``, sorted by name."""
-    return [load_spec(path) for path in sorted(SPECS_DIR.glob("*.yaml"))]
+    """Every spec (shipped in ``reports/paper/`` or registered by a plugin), sorted by name."""
+    return [load_spec(path) for _, path in sorted(_spec_paths().items())]
 
 
 def spec_names() -> list[str]:
-    """Names of the shipped specs (file stems of ``reports/paper/*.yaml``)."""
-    return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
+    """Names of the known specs (file stems of ``reports/paper/*.yaml``, plus registered ones)."""
+    return sorted(_spec_paths())
 
 
 def load_spec(name_or_path: str | Path) -> PaperSpec:
     """Load a spec by name (``xconv-table1``) or path; malformed or unknown -> :class:`ReportError`."""
     path = Path(name_or_path)
     if not path.is_file():
-        path = SPECS_DIR / f"{name_or_path}.yaml"
+        path = _spec_paths().get(str(name_or_path), SPECS_DIR / f"{name_or_path}.yaml")
     if not path.is_file():
         raise ReportError(f"unknown paper '{name_or_path}'; valid papers: {', '.join(spec_names())}")
     try:

@@ -22,15 +22,16 @@ Layout (one job per module):
     testing.py         test helpers: copy real dataset files, CIFAR pickle fixtures
 """
 
-from .catalog import TASKS, get_task, list_tasks
+from .catalog import TASKS, get_task, list_tasks, register_task, validate_task
 from .data import TaskData, data_root, iterate_batches
-from .datasets import DATASETS, get_dataset, load_dataset
+from .datasets import DATASETS, DatasetInfo, get_dataset, load_dataset, register_dataset
 from .errors import TaskError
 from .spec import TaskSpec, count_correct, per_sample_cross_entropy
 
 __all__ = [
     "DATASETS",
     "TASKS",
+    "DatasetInfo",
     "TaskData",
     "TaskError",
     "TaskSpec",
@@ -42,4 +43,7 @@ __all__ = [
     "list_tasks",
     "load_dataset",
     "per_sample_cross_entropy",
+    "register_dataset",
+    "register_task",
+    "validate_task",
 ]

@@ -7,9 +7,13 @@ copies for VGG-8 and ResNet-5) and, for the digits tasks, settings we measured t
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
+import torch
+
+from .datasets import get_dataset
 from .errors import TaskError
 from .models import (
     build_char_rnn,
@@ -25,6 +29,7 @@ from .models import (
 from .spec import ModelFactory, TaskSpec
 
 TASKS: dict[str, TaskSpec] = {}
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 # Which gradient the LR estimators estimate through train-mode BatchNorm (docs/ESTIMATORS.md).
@@ -33,12 +38,45 @@ BATCH_NORM_NOTE = ("; train-mode BatchNorm: ulr/alr estimate the statistics-deta
 
 
 def register(spec: TaskSpec) -> TaskSpec:
-    if spec.name in TASKS:
-        raise AssertionError(f"task '{spec.name}' registered twice")
+    """Make ``spec`` available under its name (also the way a plugin adds a task). A name already taken, a
+    dataset nobody registered or a model factory that is not callable -> TaskError (one line)."""
+    if not isinstance(spec, TaskSpec):
+        raise TaskError(f"register() takes a lrbench.tasks.TaskSpec, got {type(spec).__name__}")
+    if not isinstance(spec.name, str) or not NAME_PATTERN.match(spec.name):
+        raise TaskError(f"task name {spec.name!r} must be lower-case letters, digits, '-' and '_'")
     if spec.model_options.get("norm") == "batch" and BATCH_NORM_NOTE not in spec.description:
         spec = replace(spec, description=spec.description + BATCH_NORM_NOTE)
+    if spec.name in TASKS and TASKS[spec.name] == spec:
+        return TASKS[spec.name]  # the same spec again (a plugin loaded twice): nothing to do
+    if spec.name in TASKS:
+        raise TaskError(f"task name '{spec.name}' is already taken ({TASKS[spec.name].description}); "
+                        "give the new task another name")
+    get_dataset(spec.dataset)  # unknown -> TaskError listing the registered datasets
+    if not callable(spec.model_factory):
+        raise TaskError(f"task '{spec.name}': model_factory must be a function returning an nn.Sequential")
     TASKS[spec.name] = spec
     return spec
+
+
+register_task = register  # the public name (``from lrbench.tasks import register_task``)
+
+
+def validate_task(spec: TaskSpec) -> None:
+    """Build the task's default model on the meta device (no memory, no RNG use): a factory that fails
+    or returns no ``nn.Sequential`` of blocks -> TaskError naming the task."""
+    from torch import nn
+
+    try:
+        with torch.device("meta"):
+            model = spec.build_model()
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's factory: reported in one line, not a traceback
+        raise TaskError(f"task '{spec.name}': building its model failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(model, nn.Sequential):
+        raise TaskError(f"task '{spec.name}': model_factory must return an nn.Sequential of blocks, got "
+                        f"{type(model).__name__}")
 
 
 def get_task(name: str) -> TaskSpec:

@@ -27,6 +27,7 @@ Mappings (``estimator_options``, ``model_options``, ``robustness``) merge key by
     rules: [{match: {task: digits-vit, estimator: [ulr, alr]}, set: {estimator_options.copies: 8}}]
     exclude: [{task: digits-mlp, estimator: xconv}]                  # drop matching combinations
     seeds: [0, 1]
+    plugins: [my_method]                                             # modules to import first (EXTENDING.md)
 
 A YAML file without ``grid``/``runs`` is one run: its top-level keys are config keys (plus ``seeds``).
 Every error is a one-line :class:`~suite.errors.UserError` raised before anything runs.
@@ -54,7 +55,8 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
 # ``spec.optimizer_options`` when given there).
 SPEC_DEFAULT_KEYS = ("batch_size", "lr", "optimizer", "max_epochs", "weight_decay", "lr_schedule")
-SUITE_KEYS = ("name", "description", "extends", "defaults", "grid", "runs", "estimators", "tasks", "rules", "exclude", "seeds")
+SUITE_KEYS = ("name", "description", "extends", "plugins", "defaults", "grid", "runs", "estimators", "tasks", "rules",
+              "exclude", "seeds")
 
 
 
@@ -84,6 +86,7 @@ def task_defaults(task: str, estimator: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- suites
 def load_suite(suite: Mapping[str, Any] | str | Path, _extending: tuple[str, ...] = ()) -> dict[str, Any]:
     """A suite mapping from a dict, a built-in name (``quick`` -> suite/suites/quick.yaml) or a YAML path."""
+    suite_file: Path | None = None  # plugins are looked up beside it
     if isinstance(suite, Mapping):
         data: Any = dict(suite)
     else:
@@ -96,11 +99,15 @@ def load_suite(suite: Mapping[str, Any] | str | Path, _extending: tuple[str, ...
             names = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
             raise UserError(f"no suite or config file '{text}'; built-in suites: {names}")
         data = read_yaml(path, what=f"malformed YAML in {path}")
+        suite_file = path.resolve()
     if not isinstance(data, Mapping):
         raise UserError(f"a suite must be a YAML mapping, got {type(data).__name__}")
+    load_suite_plugins(data.get("plugins"), suite_file)
     if "extends" in data:
         data = _extended(dict(data), seen=_extending)
     if "grid" not in data and "runs" not in data:  # a single-run config file
+        if "seed" in data and "seeds" not in data:  # its own seed (else the default seeds [0] would replace it)
+            data = {**{k: v for k, v in data.items() if k != "seed"}, "seeds": [data["seed"]]}
         data = {"defaults": {k: v for k, v in data.items() if k not in SUITE_KEYS},
                 **{k: v for k, v in data.items() if k in SUITE_KEYS and k != "defaults"},
                 "runs": [dict(_mapping(data.get("defaults"), "'defaults'"))]}
@@ -126,6 +133,19 @@ def _extended(data: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def load_suite_plugins(plugins: Any, suite_file: Path | None) -> None:
+    """``plugins: [module, file.py, ...]``: import each (names beside the suite file first) before any
+    config is resolved, so that the runs can use their estimators and tasks; broken -> PluginError."""
+    if plugins is None:
+        return
+    if not isinstance(plugins, list):
+        raise UserError("'plugins' must be a list of module names or .py files, e.g. plugins: [my_method]")
+    from lrbench.plugins import load_plugins
+
+    where = f"suite {suite_file.name}" if suite_file is not None else "suite"
+    load_plugins(plugins, source=where, search=suite_file.parent if suite_file is not None else None)
 
 
 def _combinations(suite: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -60,6 +60,16 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset (how a plugin brings its own data); a name already taken -> TaskError (one line)."""
+    if not isinstance(info, DatasetInfo):
+        raise TaskError(f"register_dataset() takes a DatasetInfo, got {type(info).__name__}")
+    if info.name in DATASETS:
+        raise TaskError(f"dataset name '{info.name}' is already taken; give the new dataset another name")
+    DATASETS[info.name] = info
+    return info
+
+
 def get_dataset(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` called ``name``; unknown -> TaskError listing the valid names."""
     if name not in DATASETS:

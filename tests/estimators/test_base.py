@@ -23,8 +23,9 @@ SAMPLE_OPTIONS = {"ulr": {"copies": "8", "sigma": "0.05", "baseline": "CLEAN", "
 
 def test_every_estimator_uses_the_template_estimate() -> None:
     """Only ``_estimate`` is estimator-specific: the reset / check / step bookkeeping lives in the base."""
-    assert sorted(ESTIMATORS) == sorted(NAMES)
-    for name, cls in ESTIMATORS.items():
+    builtin = {name: cls for name, cls in ESTIMATORS.items() if cls.__module__.startswith("lrbench.estimators.")}
+    assert sorted(builtin) == sorted(NAMES)  # (installed plugins may add more; they are checked at registration)
+    for name, cls in builtin.items():
         assert cls.estimate is Estimator.estimate, name
         assert cls._estimate is not Estimator._estimate, name
 

@@ -158,3 +158,11 @@ def test_missing_data_is_reported_before_any_run(tmp_path: Path, capsys: pytest.
     assert code == 2 and err.startswith("lrbench: error: ") and err.count("\n") == 1
     assert "mnist" in err.lower() and "matches none" not in err
     assert not out.exists()
+
+
+def test_a_single_run_file_keeps_its_own_seed(tmp_path: Path) -> None:
+    """``seed: 3`` in a one-run YAML is that run's seed (it was replaced by the default seeds [0])."""
+    path = tmp_path / "one.yaml"
+    path.write_text("task: digits-mlp\nestimator: bp\nseed: 3\nmax_steps: 1\n")
+    assert [c["seed"] for c in expand_suite(path)] == [3]
+    assert [c["seed"] for c in expand_suite(path, ["seeds=[1,2]"])] == [1, 2]   # the command line still wins
