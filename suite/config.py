@@ -69,7 +69,8 @@ CONFIG_KEYS: dict[str, Any] = {
     "init_from": None,
 }
 # Keys that never change a run's results: accepted, stored in the config, left out of the run id.
-RUNTIME_KEYS: dict[str, Any] = {"out": None, "data_dir": None, "progress": True, "wandb": None}
+RUNTIME_KEYS: dict[str, Any] = {"out": None, "data_dir": None, "progress": True, "wandb": None,
+                                "threads": "auto"}  # torch threads per run (suite/threads.py)
 ALL_KEYS = {**CONFIG_KEYS, **RUNTIME_KEYS}
 MAPPING_KEYS = ("estimator_options", "model_options", "robustness")
 # Taken from the task spec (``max_epochs``/``max_steps`` from ``spec.budget``, ``weight_decay`` from
@@ -227,6 +228,9 @@ def _check_values(config: dict[str, Any]) -> None:
         raise UserError(f"'init_from' must be a checkpoint path or a run id, got {config['init_from']!r}")
     if config["data_dir"] is not None:
         config["data_dir"] = str(config["data_dir"])
+    from .threads import check_threads
+
+    config["threads"] = check_threads(config["threads"])
     if not isinstance(config["progress"], bool):
         raise UserError(f"'progress' must be true or false, got {config['progress']!r}")
 

@@ -1,7 +1,7 @@
 """The results store: one JSON record per run under ``DIR/runs/`` (schema in docs/RESULTS.md).
 
     run_id = f"{task}__{estimator}__{hash10}__s{seed}"
-    hash10 = sha256(canonical_json(config − {seed, out, data_dir, progress, wandb}))[:10]
+    hash10 = sha256(canonical_json(config − {seed, out, data_dir, progress, wandb, threads}))[:10]
 
 ``canonical_json`` = ``json.dumps(sort_keys=True, separators=(",", ":"))``. A record is written atomically
 (a temporary file in the same folder, then ``os.replace``), so a reader sees either no file or a whole
@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 FINAL_STATUSES = ("completed", "diverged", "failed")
 # Statuses a re-run of the suite keeps (skips); a 'failed' run is retried.
 SKIPPED_STATUSES = ("completed", "diverged")
-NON_RESULT_KEYS = ("seed", "out", "data_dir", "progress", "wandb")
+NON_RESULT_KEYS = ("seed", "out", "data_dir", "progress", "wandb", "threads")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -27,13 +27,13 @@ import shutil
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import distributed, provenance, tracking
+from . import distributed, provenance, threads, tracking
 from .errors import UserError
 from .results import (
     SCHEMA_VERSION,
@@ -41,6 +41,7 @@ from .results import (
     checkpoint_path,
     is_done,
     log_dir,
+    read_record,
     run_id,
     write_record,
 )
@@ -52,11 +53,13 @@ METRIC_KEYS = ("val_accuracy_final", "val_accuracy_best", "test_accuracy_final",
 
 @dataclass
 class SuiteResult:
-    """What ``run_suite`` did: records of the runs it ran, ids it skipped, and failures."""
+    """What ``run_suite`` did: records of the runs it ran, ids it skipped (final before it started), ids
+    other workers finished meanwhile, and failures."""
 
     out_dir: Path
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # finished meanwhile by other workers on the folder
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -278,6 +281,7 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
             path = log_dir(out_dir, rid) / "error.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(traceback.format_exception(exc)))
+    record["hardware"]["threads"] = threads.hardware_threads()  # what the run used (suite/threads.py)
     record["finished_at"] = provenance.now()
     if is_zero:
         write_record(out_dir, record)
@@ -335,6 +339,7 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
     x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
     x0, y0 = distributed.shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
     memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
+    threads.apply_for_run(config["threads"], flops if device.type == "cpu" else None)  # suite/threads.py
     passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))
     module.step_cost = {"memory": memory, "flops": flops, "forward_passes": passes}
     logger = CSVLogger(save_dir=str(out_dir / "logs"), name=rid, version="")
@@ -352,33 +357,89 @@ def _train(config: dict[str, Any], out_dir: Path, rid: str, progress: bool,
 
 
 # --------------------------------------------------------------------------- a suite
-def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool = True) -> SuiteResult:
-    """Run every config not already final under ``out_dir``; returns what happened (never raises per run)."""
-    from tqdm.auto import tqdm
+def run_suite(configs: list[dict[str, Any]], out_dir: Path | str, progress: bool = True, jobs: int = 1,
+              stale_after: float | None = None) -> SuiteResult:
+    """Run every config not already final under ``out_dir``; returns what happened (never raises per run).
+
+    Runs are claimed before they start (``suite.claims``), so other ``lrbench run`` processes on the same
+    folder split the suite with this one; ``jobs > 1`` runs that many local worker processes
+    (``suite.pool``). DDP suites (``devices > 1``) run in this process, one run after the other."""
+    from .suite_progress import SuiteProgress
+    from .worker import WorkerSettings, work_through
 
     out_dir = Path(out_dir)
     _check_init_sources(configs, out_dir)
     _check_data([c for c in configs if not is_done(out_dir, run_id(c))])
     result = SuiteResult(out_dir=out_dir)
     ids = [run_id(c) for c in configs]
-    progress = progress and distributed.global_rank_from_env(configs[0]["devices"] if configs else 1) == 0  # DDP
+    result.skipped = [rid for rid in ids if is_done(out_dir, rid)]
+    if any(int(c["devices"]) > 1 for c in configs):
+        return _run_ddp_suite(configs, out_dir, progress, result)
+    bar = SuiteProgress(ids, result.skipped, enabled=progress)
+    settings = WorkerSettings(out_dir=str(out_dir), jobs=jobs, progress=progress and jobs == 1)
+    if stale_after is not None:
+        settings = replace(settings, stale_after=stale_after, heartbeat_every=min(settings.heartbeat_every,
+                                                                                  stale_after / 4))
+
+    maybe_elsewhere: set[str] = set()
+
+    def on_event(kind: str, rid: str, record: dict[str, Any] | None) -> None:
+        if kind == "ran" and record is not None:
+            result.records.append(record)
+            bar.finished(kind, rid, record)
+        elif jobs == 1:  # the only worker here: a final run it did not train was trained elsewhere
+            result.elsewhere.append(rid)
+            bar.finished(kind, rid, record)
+        else:  # may be a sibling worker's run whose "ran" event is still on its way
+            maybe_elsewhere.add(rid)
+
+    if jobs > 1:
+        from .pool import run_pool
+
+        gpu = configs[0]["accelerator"] == "gpu" if configs else False
+        run_pool(configs, settings, on_event, cuda_devices=threads.cuda_device_count() if gpu else 0)
+        ran = {r["run_id"] for r in result.records}
+        for rid in ids:
+            if rid in maybe_elsewhere and rid not in ran and rid not in result.skipped:
+                result.elsewhere.append(rid)
+                bar.finished("final", rid, read_record(out_dir, rid))
+    else:
+        threads.set_interop_threads(threads.process_budget())  # effective only before torch's first parallel op
+        work_through(configs, settings, on_event=on_event)
+    bar.close()
+    result.records.sort(key=lambda r: ids.index(r["run_id"]))
+    return result
+
+
+def _run_ddp_suite(configs: list[dict[str, Any]], out_dir: Path, progress: bool,
+                   result: SuiteResult) -> SuiteResult:
+    """Every rank walks the same list (Lightning re-runs the command for the other ranks), so runs are not
+    claimed here: a DDP suite is one job per results folder (docs/SCALE_OUT.md)."""
+    from tqdm.auto import tqdm
+
+    ids = [run_id(c) for c in configs]
+    progress = progress and distributed.global_rank_from_env(configs[0]["devices"]) == 0
     bar = tqdm(total=len(configs), desc="suite", unit="run", position=0, disable=not progress, leave=True)
     for i, (config, rid) in enumerate(zip(configs, ids, strict=True), start=1):
         bar.set_description(f"run {i}/{len(configs)} {rid}")
-        if is_done(out_dir, rid):
-            result.skipped.append(rid)
+        if rid in result.skipped:
             bar.update(1)
             continue
         record = run_one(config, out_dir, progress=progress)
         result.records.append(record)
         if progress:
-            acc = record["metrics"].get("test_accuracy_final")
-            shown = f"{acc:.3f}" if isinstance(acc, float) else "-"
-            bar.write(f"[{i}/{len(configs)}] {rid}: {record['status']} (test accuracy {shown})"
-                      + (f" — {record['message']}" if record["message"] else ""))
+            bar.write(finished_line(i, len(configs), record))
         bar.update(1)
     bar.close()
     return result
+
+
+def finished_line(i: int, total: int, record: dict[str, Any]) -> str:
+    """``[i/total] run_id: status (test accuracy 0.953) — message``: one line per finished run."""
+    acc = record["metrics"].get("test_accuracy_final")
+    shown = f"{acc:.3f}" if isinstance(acc, float) else "-"
+    return (f"[{i}/{total}] {record['run_id']}: {record['status']} (test accuracy {shown})"
+            + (f" — {record['message']}" if record["message"] else ""))
 
 
 def _check_data(configs: list[dict[str, Any]]) -> None:

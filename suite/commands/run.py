@@ -6,8 +6,10 @@ config). ``key=value`` overrides every run (YAML values: ``seeds=[0,1,2]``, ``ma
 to ``DIR/runs/<run_id>.json``; runs already recorded as completed or diverged are skipped. The exit
 code is 0 when no run failed, 1 when some did (they are listed), 2 on bad input (nothing is run).
 
-The digits models are tiny: on a CPU shared with other jobs run single-threaded
-(``OMP_NUM_THREADS=1 lrbench run quick``); oversubscribed intra-op threads can slow a step 100-fold.
+Runs run side by side in ``--jobs`` worker processes (default: what the machine holds), each with its
+share of the cores as torch threads (``--threads``, default: one per run for the tiny models;
+suite/threads.py); several ``lrbench run`` processes, or a SLURM array (``--launcher slurm``), can share
+one results folder: each run is claimed before it starts and runs once (docs/SCALE_OUT.md).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="run a suite of trainings (e.g. 'lrbench run quick')",
         description="Run a suite (built-in name such as 'quick', or a YAML file) and write one JSON record per "
-                    "run under OUT/runs/. Completed runs are skipped when the suite is run again. On a shared "
-                    "CPU, set OMP_NUM_THREADS=1 (the digits models are tiny).")
+                    "run under OUT/runs/. Completed runs are skipped when the suite is run again. Runs are "
+                    "claimed before they start, so several 'lrbench run' processes (or machines) on one results "
+                    "folder split the suite.")
     p.add_argument("suite", metavar="SUITE|CONFIG", help="built-in suite name (quick, ...) or a YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override for every run, e.g. max_epochs=1 seeds=[0,1] estimator_options.copies=32")
@@ -41,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wandb", action="store_const", const=True, default=None,
                    help="also log to Weights & Biases: offline unless WANDB_MODE=online or wandb=online "
                         "(WANDB_MODE=disabled turns it off)")
+    from ..launch import add_launch_arguments
+
+    add_launch_arguments(p)
     p.set_defaults(handler=run, accepts_extra=True)
 
 
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
         overrides["progress"] = False
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     for key in ("devices", "strategy", "wandb"):  # scale-out and tracking flags (suite/distributed.py, tracking.py)
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
@@ -73,18 +81,21 @@ def run(args: argparse.Namespace) -> int:
             rid = run_id(config)
             print(f"{rid}  {'done' if is_done(out_dir, rid) else 'to run'}")
         return 0
-    from ..runner import _check_init_sources, run_suite
+    from ..launch import launch
+    from ..runner import _check_init_sources
 
     _check_init_sources(configs, out_dir)
-    progress = all(c["progress"] for c in configs)
-    result = run_suite(configs, out_dir, progress=progress)
+    result = launch(configs, out_dir, args)
+    if result is None:  # submitted without waiting (--launcher slurm --no-wait)
+        return 0
     done = len(result.records) - len(result.failures)
     from ..distributed import global_rank_from_env
 
     if global_rank_from_env(configs[0]["devices"]) != 0:  # DDP: the other ranks ran the same suite silently
         return result.exit_code
     print(f"lrbench run: {len(configs)} runs: {done} run now, {len(result.skipped)} already done, "
-          f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
+          + (f"{len(result.elsewhere)} by other workers, " if result.elsewhere else "")
+          + f"{len(result.failures)} failed; records in {out_dir / 'runs'}")
     for record in result.failures:
         print(f"lrbench run: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
     return result.exit_code
