@@ -55,6 +55,11 @@ def claim_path(out_dir: Path | str, rid: str) -> Path:
     return claims_dir(out_dir) / f"{rid}.json"
 
 
+def worker_identity() -> dict[str, Any]:
+    """``{"host", "pid"}`` of this process (a record's ``hardware.worker``: which worker trained it)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from . import distributed, provenance, threads, tracking
+from .claims import worker_identity
 from .errors import UserError
 from .results import (
     SCHEMA_VERSION,
@@ -282,6 +283,7 @@ def run_one(config: dict[str, Any], out_dir: Path | str, progress: bool = False)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(traceback.format_exception(exc)))
     record["hardware"]["threads"] = threads.hardware_threads()  # what the run used (suite/threads.py)
+    record["hardware"]["worker"] = worker_identity()  # which process ran it (suite/claims.py)
     record["finished_at"] = provenance.now()
     if is_zero:
         write_record(out_dir, record)
