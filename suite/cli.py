@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .errors import user_error_types
 
 # Order is the order shown in ``lrbench --help``.
-COMMANDS = ("run", "list", "gradcheck", "report", "paper", "robustness", "sweep", "bench")
+COMMANDS = ("run", "list", "gradcheck", "report", "paper", "robustness", "sweep", "bench", "doctor")
 
 
 class _Parser(argparse.ArgumentParser):
