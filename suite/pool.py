@@ -24,6 +24,14 @@ from .worker import WorkerSettings, work_through
 EventFn = Callable[[str, str, "dict[str, Any] | None"], None]
 
 
+def worker_device(index: int, cuda_devices: int, visible: str | None = None) -> str:
+    """The CUDA device of worker ``index``: round-robin over the devices this process may use
+    (``CUDA_VISIBLE_DEVICES`` when set, in its order; else 0..cuda_devices-1)."""
+    text = os.environ.get("CUDA_VISIBLE_DEVICES", "") if visible is None else visible
+    devices = [d.strip() for d in text.split(",") if d.strip()] or [str(i) for i in range(cuda_devices)]
+    return devices[index % len(devices)]
+
+
 def _worker_main(configs: list[dict[str, Any]], settings: WorkerSettings, events: Any) -> None:
     """Entry point of one worker process."""
     from . import threads
@@ -48,7 +56,7 @@ def run_pool(configs: list[dict[str, Any]], settings: WorkerSettings, on_event: 
     settings = replace(settings, progress=False, parent_pid=os.getpid())
     workers = []
     for index in range(settings.jobs):
-        env = {"CUDA_VISIBLE_DEVICES": str(index % cuda_devices)} if cuda_devices else {}
+        env = {"CUDA_VISIBLE_DEVICES": worker_device(index, cuda_devices)} if cuda_devices else {}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # a spawned child starts with the parent's environment of this moment
         try:

@@ -80,3 +80,10 @@ def test_record_says_which_thread_counts_the_run_used(tmp_path: Path) -> None:
         assert run_one(pinned, tmp_path)["hardware"]["threads"]["intra_op"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_gpu_workers_get_one_device_each_round_robin_over_the_visible_ones() -> None:
+    from lrbench.suite.pool import worker_device
+
+    assert [worker_device(i, 2, visible="") for i in range(3)] == ["0", "1", "0"]
+    assert [worker_device(i, 2, visible="3,5") for i in range(3)] == ["3", "5", "3"]  # a job's own GPUs
