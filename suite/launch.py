@@ -21,7 +21,7 @@ def _threads_arg(text: str) -> int | str:
 
 
 def add_launch_arguments(p: argparse.ArgumentParser) -> None:
-    """``--jobs --threads --launcher --slurm --no-wait --claim-timeout`` (lrbench run, sweep, paper)."""
+    """``--jobs --threads --launcher --slurm --no-wait --claim-timeout`` of ``lrbench run``."""
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="runs at once in worker processes (default: what the machine holds: cores on CPU, "
                         "GPUs on GPU, bounded by memory at ~1.1 GB per worker); with --launcher slurm: array tasks")
