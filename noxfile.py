@@ -34,7 +34,7 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the whole project."""
     session.install("ruff")
-    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "noxfile.py")
+    session.run("ruff", "check", "lrbench", "estimators", "tasks", "suite", "reports", "tests", "scripts", "noxfile.py")
 
 
 @nox.session

@@ -43,6 +43,10 @@ class ApproximatedLikelihoodRatio(LikelihoodRatioEstimator):
     }
     encoding = "sign"
 
+    def check_options(self) -> None:
+        super().check_options()
+        self.refuse_unswitched({"concurrent": ("workers",)})
+
     def module_gradients(self, codec: NoiseCodec, records: list[CallRecord], weights: torch.Tensor,
                          sigma_of: dict[int, float]) -> list[tuple[ModuleSlot, dict[str, torch.Tensor]]]:
         """Concurrent version: one task per module (its calls reduced in order inside the task)."""

@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .seeding import counter_seed, fixed_global_randomness
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -141,7 +143,8 @@ SEED_OPTION = Option(0, "int", "seed of the estimator's random stream (same seed
 
 
 class Estimator:
-    """Base class. Subclasses declare ``name``, ``description`` and ``options`` and implement ``estimate``."""
+    """Base class. Subclasses declare ``name``, ``description`` and ``options`` and implement ``_estimate``
+    (their own step); ``estimate`` wraps it with the bookkeeping every estimator shares."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -155,7 +158,7 @@ class Estimator:
     copies_option: ClassVar[str | None] = None
 
     def __init__(self, **opts: Any) -> None:
-        self.opts = self.resolve_options(opts)
+        self.opts = self.resolve_options(opts)    # the one place options are coerced
         self.step = 0
         self.check_options()
 
@@ -166,7 +169,10 @@ class Estimator:
 
     @classmethod
     def resolve_options(cls, opts: dict[str, Any]) -> dict[str, Any]:
-        """Fill defaults, coerce types, and reject unknown names with a line listing the valid ones."""
+        """Fill defaults, coerce types, and reject unknown names with a line listing the valid ones.
+
+        Idempotent: ``resolve_options(resolve_options(o)) == resolve_options(o)``, so resolved options
+        (a stored config, ``with_options``) validate again unchanged."""
         declared = cls.all_options()
         unknown = sorted(set(opts) - set(declared))
         if unknown:
@@ -176,6 +182,17 @@ class Estimator:
 
     def check_options(self) -> None:
         """Cross-option checks (e.g. antithetic needs an even number of copies). Override as needed."""
+
+    def refuse_unswitched(self, dependents: dict[str, tuple[str, ...]]) -> None:
+        """``{switch: (option, ...)}``: an option set to a value other than its default while its boolean
+        switch is off would have no effect: one-line ``EstimatorError`` naming the switch. (Compared with
+        the default, not "was it passed": stored configs and ``with_options`` pass every option.)"""
+        declared = self.all_options()
+        for switch, names in dependents.items():
+            for name in names:
+                if not self.opts[switch] and self.opts[name] != declared[name].default:
+                    raise EstimatorError(f"option '{name}'={self.opts[name]!r} has no effect without "
+                                         f"{switch}=true; set {switch}=true or drop '{name}'")
 
     def with_options(self, **changes: Any) -> Estimator:
         """A new estimator of this class with ``changes`` applied to the options, validated again (types,
@@ -195,6 +212,23 @@ class Estimator:
     # ----------------------------------------------------------------- the job
     def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """One gradient estimate (template method): clear ``.grad`` of every trainable parameter, run the
+        estimator's own ``_estimate`` with torch's global RNG forked and seeded from
+        ``counter_seed(seed, step, -1)`` (stochastic layers such as dropout draw keyed masks: same seed,
+        same gradient), check that every trainable parameter got a gradient, and count the step."""
+        for _, p in trainable_parameters(model):
+            p.grad = None
+        device = inputs.device if isinstance(inputs, torch.Tensor) else "cpu"
+        with fixed_global_randomness(counter_seed(self.opts["seed"], self.step, -1), device):
+            loss, logs = self._estimate(model, loss_fn, inputs, targets)
+        check_every_parameter_has_grad(model, self.name)
+        self.step += 1
+        return loss, logs
+
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The estimator's own step: set ``.grad`` of every trainable parameter; return (mean clean
+        loss, logs). ``self.step`` is the index of this step (incremented by ``estimate`` afterwards)."""
         raise NotImplementedError
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:

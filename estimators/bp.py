@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Estimator, LossFn, check_every_parameter_has_grad
+from .base import Estimator, LossFn
 from .registry import register_estimator
 
 
@@ -18,15 +18,11 @@ class Backprop(Estimator):
     description = "backpropagation (autograd): the exact reference gradient"
     options = {}
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        for p in model.parameters():
-            p.grad = None
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.enable_grad():
             loss = loss_fn(model(inputs), targets).mean()
             loss.backward()
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
         return loss.detach(), {"forward_passes": 1.0}
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:

@@ -12,7 +12,6 @@ from .base import (
     EstimatorError,
     LossFn,
     Option,
-    check_every_parameter_has_grad,
     trainable_parameters,
 )
 from .perturbation import RESTORE_MODES, InPlacePerturbation, frozen_buffers, mean_loss, write_direction_sum
@@ -78,8 +77,8 @@ class EvolutionStrategies(Estimator):
         if self.opts["antithetic"] and self.opts["copies"] % 2:
             raise EstimatorError(f"option 'copies' must be even with antithetic=true, got {self.opts['copies']}")
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         params = [p for _, p in trainable_parameters(model)]
         seed, step, copies = self.opts["seed"], self.step, self.opts["copies"]
         rng_seed = counter_seed(seed, step, -1)
@@ -90,8 +89,6 @@ class EvolutionStrategies(Estimator):
             direction_seeds=[counter_seed(seed, step, j) for j in range(n_dirs)], sigma=self.opts["sigma"],
             antithetic=self.opts["antithetic"], baseline=float(clean) if self.opts["baseline"] == "clean" else 0.0,
             restore=self.opts["restore"], rng_seed=rng_seed)
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
         return clean, {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0]), **logs}
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:

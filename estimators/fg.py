@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from .base import Estimator, LossFn, Option, check_every_parameter_has_grad, trainable_parameters
+from .base import Estimator, LossFn, Option, trainable_parameters
 from .perturbation import directions, mean_loss
 from .registry import register_estimator
 from .seeding import counter_seed, fixed_global_randomness
@@ -34,8 +34,8 @@ class ForwardGradient(Estimator):
         "directions": Option(1, "int", "n: random tangent directions v (jvp passes) per step", minimum=1),
     }
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         named = trainable_parameters(model)
         names = [n for n, _ in named]
         params = [p for _, p in named]
@@ -62,8 +62,6 @@ class ForwardGradient(Estimator):
                     g.add_(v, alpha=derivs[-1] / n_dirs)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
         dd = torch.tensor(derivs, dtype=torch.float64)
         return clean, {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0]),
                        "directional_derivative_rms": float(dd.pow(2).mean().sqrt()), "noise_bytes": 0.0}

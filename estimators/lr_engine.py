@@ -28,8 +28,14 @@ Options (see ``LR_OPTIONS``) — copies/sigma (per block lists have one entry pe
 parameters), injection, prefix_sharing, antithetic, qmc, baseline (none | clean | loo), adaptive_sigma,
 noise law, chunk, noise_storage, fail_mode. Baselines: ``clean`` is the noise-free loss of the sample;
 ``loo`` the mean loss of the sample's other copies in the chunk (excluding the antithetic partner).
-With antithetic pairs any per-sample baseline cancels inside each pair: (ℓ⁺−b)ε + (ℓ⁻−b)(−ε) = (ℓ⁺−ℓ⁻)ε.
+With antithetic pairs a per-sample baseline cancels inside each pair only for a module whose input is
+the same in both partners (the first noisy module): (ℓ⁺−b)ε⊗x + (ℓ⁻−b)(−ε)⊗x = (ℓ⁺−ℓ⁻)ε⊗x; downstream
+modules see x⁺ ≠ x⁻, so the baseline still reduces their variance. ``qmc`` with ``loo`` (no antithetic)
+is refused: a sample's Sobol copies sum to ≈ 0, so the mean of the other copies is correlated with ε_ik
+and the estimate is biased by ≈ K/(K−1).
 
+Dropout (``nn.Dropout``): one keyed mask per sample, shared by its clean pass and all its copies
+(``estimators.lr_dropout``), so the clean baseline is the loss of the same thinned network.
 BatchNorm running statistics are updated once per step, by the clean pass; noisy passes leave them
 untouched (snapshot and restore). This module depends on torch only.
 """
@@ -51,10 +57,10 @@ from .base import (
     EstimatorError,
     LossFn,
     Option,
-    check_every_parameter_has_grad,
     set_grad,
     trainable_parameters,
 )
+from .lr_dropout import SharedDropoutMasks
 from .lr_hooks import CallRecord, ModuleSlot, NoiseCodec, NoisyPass, PassLayout, PerturbationHooks
 from .noise import NOISE_LAWS
 from .rules import FAIL_MODES, owns_trainable_parameters, rule_for
@@ -251,6 +257,10 @@ class LikelihoodRatioEstimator(Estimator):
                                  f"{' with antithetic pairs' if o['antithetic'] else ''}, got copies={o['copies']}")
         if o["sigma_min"] > o["sigma_max"]:
             raise EstimatorError(f"sigma_min={o['sigma_min']} exceeds sigma_max={o['sigma_max']}")
+        if o["qmc"] and o["baseline"] == "loo" and not o["antithetic"]:
+            raise EstimatorError("qmc with baseline=loo is biased by about K/(K-1) (a sample's Sobol copies sum "
+                                 "to ~0); use baseline=loo without qmc, qmc with baseline=clean, or add antithetic=true")
+        self.refuse_unswitched({"adaptive_sigma": ("sigma_lr", "sigma_min", "sigma_max")})
 
     def min_copies_per_pass(self) -> int:
         if self.opts["baseline"] == "loo":
@@ -280,8 +290,8 @@ class LikelihoodRatioEstimator(Estimator):
             self.log_sigma[blk] = min(hi, max(lo, self.log_sigma[blk] - self.opts["sigma_lr"] * rho))
 
     # ------------------------------------------------------------------ the job
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.opts
         layerwise = o["injection"] == "layerwise"
         plan = build_plan(model, o["fail_mode"], layerwise)
@@ -289,12 +299,11 @@ class LikelihoodRatioEstimator(Estimator):
         copies = per_block("copies", o["copies"], count)
         sigmas = self.current_sigmas(count)
         sigma_of = {s.index: sigmas[s.block] for s in plan.slots}
-        for _, p in trainable_parameters(model):
-            p.grad = None
         batch = inputs.shape[0]
         totals = StepTotals()
         ctx = _StepContext(self, model, loss_fn, targets, batch, sigma_of, totals)
-        with torch.no_grad(), PerturbationHooks(plan.slots, self.codec(), o["seed"], o["adaptive_sigma"]) as hooks:
+        with (torch.no_grad(), SharedDropoutMasks(model, batch, o["seed"], self.step) as ctx.masks,
+              PerturbationHooks(plan.slots, self.codec(), o["seed"], o["adaptive_sigma"]) as hooks):
             ctx.hooks = hooks
             if layerwise and o["prefix_sharing"]:
                 clean_losses = self._prefix_sharing_step(ctx, plan, inputs, copies)
@@ -308,14 +317,12 @@ class LikelihoodRatioEstimator(Estimator):
         by_id = {id(p): p for _, p in trainable_parameters(model)}
         for pid, grad in totals.grads.items():
             set_grad(by_id[pid], grad)
-        check_every_parameter_has_grad(model, self.name)
         logs = {"forward_passes": self._forward_passes(plan, model), "rows": float(totals.rows),
                 "noise_bytes": float(totals.noise_bytes), "noise_elements": float(totals.noise_elements),
                 "noisy_passes": float(totals.passes)}
         if o["adaptive_sigma"]:
             logs.update({f"sigma_block{j}": s for j, s in enumerate(sigmas)})
             self.adapt_sigmas(totals.sigma_moments)
-        self.step += 1
         return clean_losses.mean().detach(), logs
 
     def _prefix_sharing_step(self, ctx: _StepContext, plan: ModelPlan, inputs: torch.Tensor,
@@ -346,6 +353,7 @@ class LikelihoodRatioEstimator(Estimator):
         clean_losses = None
         if recompute:          # bounded memory: losses from a first clean pass, the prefix recomputed below
             clean_losses = per_row_losses(ctx.loss_fn, run_blocks(blocks, inputs), ctx.targets, ctx.batch)
+            ctx.masks.restart()
         block_inputs: list[torch.Tensor | None] = []
         h = inputs
         with frozen_batchnorm_stats(plan.batchnorms) if recompute else contextlib.nullcontext():
@@ -422,7 +430,12 @@ class LikelihoodRatioEstimator(Estimator):
             if rec.input_version >= 0 and inp._version != rec.input_version:
                 raise EstimatorError(f"the input of module '{slot.name}' was modified in place after the call; "
                                      "LR needs it intact (avoid in-place ops on a module's input)")
-            for name, g in slot.rule(slot.module, inp, grad_output).items():
+            grads = slot.rule(slot.module, inp, grad_output)
+            if not rec.shared_input and counts_indices(slot.module):
+                # the rule divides by index counts over the pass's samples·copies rows; BP counts over the
+                # B samples, and every copy of a sample carries the same indices: counts are K× too large
+                grads = {name: g * rec.layout.copies for name, g in grads.items()}
+            for name, g in grads.items():
                 total[name] = g if name not in total else total[name] + g
             rec.input = rec.kept = None                 # consumed: free the stored input and noise
             del score, grad_output, inp
@@ -439,6 +452,11 @@ class LikelihoodRatioEstimator(Estimator):
                 for recs in ordered]
 
 
+def counts_indices(module: nn.Module) -> bool:
+    """An ``nn.Embedding(scale_grad_by_freq=True)``: its gradient is divided by index counts in the batch."""
+    return isinstance(module, nn.Embedding) and bool(module.scale_grad_by_freq)
+
+
 class _StepContext:
     """What the noisy passes of one ``estimate`` call share."""
 
@@ -448,6 +466,7 @@ class _StepContext:
         self.batch, self.sigma_of, self.totals = batch, sigma_of, totals
         self.codec = est.codec()
         self.hooks: PerturbationHooks | None = None
+        self.masks: SharedDropoutMasks | None = None
 
     def noisy_passes(self, forward: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor, copies: int,
                      slots: list[ModuleSlot], clean_losses: torch.Tensor | None,
@@ -466,6 +485,11 @@ class _StepContext:
         total_rows = self.batch * copies
         layouts = chunk_layouts(self.batch, copies, opts["chunk"], est.min_copies_per_pass(),
                                 2 if opts["antithetic"] else 1)
+        counting = next((s.name for s in slots if counts_indices(s.module)), None)
+        if counting is not None and layouts[0][1] - layouts[0][0] < self.batch:
+            raise EstimatorError(f"module '{counting}' is an Embedding with scale_grad_by_freq, whose gradient "
+                                 f"needs index counts over the whole batch; raise chunk to at least "
+                                 f"{self.batch * est.min_copies_per_pass()} rows (or 0)")
         for group, (s0, s1, k) in enumerate(layouts):
             layout = PassLayout(s1 - s0, k, group)
             prefix = source[s0:s1]
@@ -475,10 +499,13 @@ class _StepContext:
             hooks.begin(NoisyPass(layout, active, self.sigma_of, est.step,
                                   None if fed_prefix else weakref.ref(replicated[0]), prefix,
                                   head=head if fed_prefix else None))
+            assert self.masks is not None
+            self.masks.noisy(s0, s1, k)
             try:       # hand over the only reference: the replicated input dies once its consumers are done
                 outputs = forward(replicated.pop())
             finally:
                 noisy = hooks.end()
+                self.masks.clean()
             noisy.prefix = None
             losses = per_row_losses(self.loss_fn, outputs, targets, layout.rows)
             del outputs

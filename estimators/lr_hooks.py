@@ -243,7 +243,10 @@ class PerturbationHooks:
             prev = p.sigma_stat.get(slot.block)
             p.sigma_stat[slot.block] = stat if prev is None else prev + stat
         first = args[0] if args else None
-        shared = shrunk or (p.replicated is not None and first is not None and first is p.replicated())
+        # A generic (autograd-rule) module keeps its own call's inputs, rows and all: its VJP must see the
+        # B·K rows it was called with, so it never takes the summed-over-copies shortcut of a shared input.
+        shared = shrunk or (not slot.needs_call_inputs and p.replicated is not None and first is not None
+                            and first is p.replicated())
         if slot.needs_call_inputs:
             stored: Any = CallInputs(tuple(_detach(a) for a in args), {k: _detach(v) for k, v in kwargs.items()})
             version = -1

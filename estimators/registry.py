@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-from torch import nn
 
 from .base import Estimator, EstimatorError
 
@@ -44,18 +43,7 @@ _BUILTIN_MODULES = ("bp", "ulr", "alr", "xconv", "es", "spsa", "fg")
 
 
 def _load_builtin_estimators() -> None:
-    """Import the estimator modules shipped with lrbench so their ``register_estimator`` runs."""
-    import importlib
-    import importlib.util
-
+    """Import the estimator modules shipped with lrbench so their ``register_estimator`` runs (imported
+    on first use, not at package import: ``base``/``registry`` stay importable without the estimators)."""
     for mod in _BUILTIN_MODULES:
-        full = f"{__package__}.{mod}"
-        if importlib.util.find_spec(full) is not None:
-            importlib.import_module(full)
-
-
-def module_path(model: nn.Module, module: nn.Module) -> str:
-    for name, m in model.named_modules():
-        if m is module:
-            return name or "<root>"
-    return type(module).__name__
+        importlib.import_module(f"{__package__}.{mod}")

@@ -9,7 +9,8 @@ The LR estimators call a rule with ``grad_output = (ℓ − b) ⊙ score(ε) / (
 needs "the weight gradient of this layer given its input and an output cotangent" (XConv, tests) may
 call the same functions. Public API:
 
-* ``MODULE_RULES``, ``register_rule(*types)`` — the registry and its decorator.
+* ``MODULE_RULES``, ``register_rule(*types, replace=False)`` — the registry and its decorator (a second
+  rule for a type is an error unless ``replace=True``).
 * ``find_rule(module)`` — the rule for a module instance (exact type, or a registered base class whose
   ``forward`` the subclass does not override), or ``None``.
 * ``conv_weight_grad(input, weight, grad_output, stride, padding, dilation, groups)`` — the weight VJP of
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import UnsupportedModuleError
+from .base import EstimatorError, UnsupportedModuleError
 from .modules import AddParameter, ClassToken
 
 Rule = Callable[[nn.Module, Any, torch.Tensor], dict[str, torch.Tensor]]
@@ -43,8 +44,14 @@ Rule = Callable[[nn.Module, Any, torch.Tensor], dict[str, torch.Tensor]]
 MODULE_RULES: dict[type, Rule] = {}
 
 
-def register_rule(*module_types: type) -> Callable[[Rule], Rule]:
-    """Decorator: register ``rule`` for each of ``module_types``."""
+def register_rule(*module_types: type, replace: bool = False) -> Callable[[Rule], Rule]:
+    """Decorator: register ``rule`` for each of ``module_types``. A type that already has a rule is an
+    ``EstimatorError`` (a plugin silently replacing a built-in rule would change every estimate) unless
+    ``replace=True`` asks for it explicitly."""
+    taken = [t.__name__ for t in module_types if t in MODULE_RULES and not replace]
+    if taken:
+        raise EstimatorError(f"module type {taken[0]} already has an LR rule; pass register_rule(..., "
+                             "replace=True) to replace it")
 
     def deco(rule: Rule) -> Rule:
         for t in module_types:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Estimator, LossFn, Option, check_every_parameter_has_grad, trainable_parameters
+from .base import Estimator, LossFn, Option, trainable_parameters
 from .es import RESTORE_OPTION, weight_noise_estimate
 from .perturbation import mean_loss
 from .registry import register_estimator
@@ -31,8 +31,8 @@ class SPSA(Estimator):
         "restore": RESTORE_OPTION,
     }
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         params = [p for _, p in trainable_parameters(model)]
         seed, step = self.opts["seed"], self.step
         rng_seed = counter_seed(seed, step, -1)
@@ -41,8 +41,6 @@ class SPSA(Estimator):
             model, loss_fn, inputs, targets, params,
             direction_seeds=[counter_seed(seed, step, d) for d in range(self.opts["directions"])],
             sigma=self.opts["eps"], antithetic=True, baseline=0.0, restore=self.opts["restore"], rng_seed=rng_seed)
-        check_every_parameter_has_grad(model, self.name)
-        self.step += 1
         return clean, {"forward_passes": self.forward_passes_per_step(model, inputs.shape[0]), **logs}
 
     def forward_passes_per_step(self, model: nn.Module, batch_size: int) -> float:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from .base import Estimator, LossFn, Option, check_every_parameter_has_grad
+from .base import Estimator, EstimatorError, LossFn, Option
 from .masked_relu import MaskedReLU
 from .registry import register_estimator
 from .seeding import counter_seed
@@ -265,11 +265,13 @@ class XConv(Estimator):
     description = "low-memory backprop: conv layers store a random sketch Z^T X + seed, weight gradient by randomized trace estimation"
     options = {
         "probes": Option(16, "int", "r: probe vectors per sketch", minimum=1),
-        "probe_mode": Option("gaussian", "choice", "gaussian: one (c·N)×r probe set (r·B numbers); "
+        "probe_mode": Option("gaussian", "choice", "gaussian (name kept for old configs: the layout, not the "
+                             "law; entries follow probe_dist, Rademacher by default): one joint (c·N)×r probe set (r·B numbers); "
                              "independent: one N×r set over pixels shared by channels (c·r·B); orthogonal: "
                              "disjoint orthonormal columns per input channel (r·B, exact at r = c·N)",
                              choices=PROBE_MODES),
-        "probe_dist": Option("rademacher", "choice", "law of the probe entries (gaussian/independent modes)",
+        "probe_dist": Option("rademacher", "choice", "law of the probe entries (gaussian/independent modes; "
+                             "orthogonal draws Haar columns and refuses a non-default probe_dist)",
                              choices=PROBE_DISTS),
         "layers": Option("conv", "choice", "conv: sketch Conv2d layers; all: also Linear layers (along rows)",
                          choices=("conv", "all")),
@@ -282,21 +284,23 @@ class XConv(Estimator):
         super().__init__(**opts)
         self.last_records: list[LayerRecord] = []
 
+    def check_options(self) -> None:
+        default = self.options["probe_dist"].default
+        if self.opts["probe_mode"] == "orthogonal" and self.opts["probe_dist"] != default:
+            raise EstimatorError(f"probe_dist={self.opts['probe_dist']} has no effect with probe_mode=orthogonal "
+                                 "(Haar-orthonormal columns); drop probe_dist or use probe_mode=gaussian/independent")
+
     def plan(self) -> SketchPlan:
         o = self.opts
         return SketchPlan(o["probes"], o["probe_mode"], o["probe_dist"], o["layers"], o["first_layer_exact"],
                           o["seed"], self.step, o["relu_mask"])
 
-    def estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                 targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        for p in model.parameters():
-            p.grad = None
+    def _estimate(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         with sketched_layers(model, self.plan()) as records, torch.enable_grad():
             loss = loss_fn(model(inputs), targets).mean()
             loss.backward()
-        check_every_parameter_has_grad(model, self.name)
         self.last_records = records
-        self.step += 1
         layers = [r for r in records if r.kind != "relu"]
         relus = [r for r in records if r.kind == "relu"]
         stored = sum(r.stored_bytes for r in layers)

@@ -1,5 +1,5 @@
 """``python -m lrbench`` is the same as the ``lrbench`` command."""
 
-from lrbench.suite.cli import entry
+from lrbench.suite.cli.main import entry
 
 entry()

@@ -26,10 +26,12 @@ from typing import Any
 
 import pandas as pd
 
+from lrbench.schema import NON_RESULT_KEYS
+
 from .errors import ReportError
 
-# Config keys that never change a result: ignored when grouping runs into variants.
-BOOKKEEPING_KEYS = frozenset({"seed", "out", "data_dir", "progress", "wandb", "seeds", "name"})
+# Config keys that never change a result (lrbench.schema): ignored when grouping runs into variants.
+BOOKKEEPING_KEYS = frozenset(NON_RESULT_KEYS)
 
 # Flat metric column -> path inside the run JSON's ``metrics``.
 _METRIC_PATHS: dict[str, tuple[str, ...]] = {

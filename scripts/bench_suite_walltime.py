@@ -85,7 +85,7 @@ def _child_peak_rss(cmd: list[str]) -> tuple[float, int]:
 
 
 def overhead(args: argparse.Namespace) -> None:
-    imports = "import torch, pytorch_lightning, lrbench.suite.runner, lrbench.estimators, lrbench.tasks"
+    imports = "import torch, pytorch_lightning, lrbench.suite.training.runner, lrbench.estimators, lrbench.tasks"
     starts = [_child_peak_rss([sys.executable, "-c", imports])[0] for _ in range(3)]
     print(f"process start + imports: median {statistics.median(starts):.2f} s ({', '.join(f'{s:.2f}' for s in starts)})")
     with tempfile.TemporaryDirectory(prefix="lrbench-overhead-") as tmp:
@@ -98,9 +98,9 @@ def overhead(args: argparse.Namespace) -> None:
 import time, sys, json
 t0 = time.perf_counter()
 import torch
-from lrbench.suite.config import expand_suite
-from lrbench.suite.runner import run_one, measure_step_cost, _estimator
-from lrbench.suite.results import write_record
+from lrbench.suite.cli.suite_files import expand_suite
+from lrbench.suite.training.runner import run_one, measure_step_cost, _estimator
+from lrbench.suite.training.results_store import write_record
 from lrbench.tasks import get_task
 t_import = time.perf_counter() - t0
 out = sys.argv[1]

@@ -5,7 +5,7 @@
 For each task and estimator: FLOPs of one step (``FlopCounterMode``) and the median wall time of
 ``estimate()`` + ``optimizer.step()`` on a random batch of the task's input shape (timing needs no real
 data), at every thread count of ``--threads``, rounds interleaved so that both see the same machine.
-Prints the speed-up of N threads over 1 next to the step's FLOPs; ``suite.threads.SMALL_STEP_FLOPS``
+Prints the speed-up of N threads over 1 next to the step's FLOPs; ``suite.training.threads.SMALL_STEP_FLOPS``
 (the step size under which a run gets one thread) comes from this table.
 """
 

@@ -1,5 +1,5 @@
 """``python -m lrbench.suite`` is the same as ``lrbench``."""
 
-from .cli import entry
+from lrbench.suite.cli.main import entry
 
 entry()

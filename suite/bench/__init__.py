@@ -6,7 +6,7 @@ One module per measurement: ``speed`` (time ratios), ``lr_memory`` (``lr_mem_ove
 ``runner`` puts them together (``run_bench``) with the machine description and the targets.
 """
 
-from .config import BenchConfig
-from .runner import TARGETS, run_bench
+from lrbench.suite.bench.headlines import TARGETS, run_bench
+from lrbench.suite.bench.sizes import BenchConfig
 
 __all__ = ["BenchConfig", "TARGETS", "run_bench"]

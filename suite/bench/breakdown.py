@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .config import BenchConfig, lr_options
+from lrbench.suite.bench.sizes import BenchConfig, lr_options
+
 from .floor import lr_plan, run_plan
 from .models import BenchNet, per_row_cross_entropy
 from .timing import clock_for, synchronize

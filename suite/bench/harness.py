@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrbench.suite.bench.sizes import BenchConfig, lr_options
 from lrbench.tasks.data import TaskData
 
-from .config import BenchConfig, lr_options
 from .models import make_net, per_row_cross_entropy
 from .timing import clock_for, synchronize
 from .util import build_estimator
@@ -74,14 +74,14 @@ def bare_loop(model: nn.Module, estimator: Any, data: TaskData, steps: int, cloc
 
 def lightning_loop(model: nn.Module, estimator: Any, data: TaskData, steps: int, clock: _StepClock,
                    device: str, log_dir: str) -> None:
-    """The same steps as a suite run makes them: ``suite.runner.build_trainer`` (CSVLogger, logging every
-    step) fitting ``suite.lightning_module.EstimatorModule`` on ``TrainBatches`` (plain SGD, no schedule,
+    """The same steps as a suite run makes them: ``suite.training.runner.build_trainer`` (CSVLogger, logging every
+    step) fitting ``suite.training.lightning_module.EstimatorModule`` on ``TrainBatches`` (plain SGD, no schedule,
     no gradient-quality probes, which are extra work rather than harness overhead)."""
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from ..lightning_module import EstimatorModule, TrainBatches
-    from ..runner import _quiet_lightning, build_trainer
+    from lrbench.suite.training.lightning_module import EstimatorModule, TrainBatches
+    from lrbench.suite.training.runner import _quiet_lightning, build_trainer
 
     class _Clock(pl.Callback):
         def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
@@ -139,4 +139,4 @@ def measure_harness(cfg: BenchConfig, missing: set[str]) -> dict[str, Any] | Non
     return {"overhead": ratio, "fit_overhead": fit, "steps": cfg.harness_steps, "timed_steps":
             cfg.harness_steps - WARMUP_STEPS, "median_step_seconds": {
                 k: statistics.median(v) / (cfg.harness_steps - WARMUP_STEPS) for k, v in steps.items()},
-            "lightning_module": "lrbench.suite.lightning_module.EstimatorModule via suite.runner.build_trainer"}
+            "lightning_module": "lrbench.suite.training.lightning_module.EstimatorModule via suite.training.runner.build_trainer"}

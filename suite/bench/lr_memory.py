@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import BenchConfig, lr_options
+from lrbench.suite.bench.sizes import BenchConfig, lr_options
+
 from .models import make_net, per_row_cross_entropy
 from .step_memory import training_step_peak
 from .util import build_estimator

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BenchConfig, lr_options
+from lrbench.suite.bench.sizes import BenchConfig, lr_options
+
 from .floor import per_block_copies
 from .models import make_net, parametric_blocks, per_row_cross_entropy
 from .util import build_estimator

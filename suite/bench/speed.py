@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
+from lrbench.suite.bench.sizes import BenchConfig, lr_options
+
 from .breakdown import breakdown_for
-from .config import BenchConfig, lr_options
 from .floor import forward_only, lr_plan, run_plan
 from .models import BenchNet, make_net, per_row_cross_entropy
 from .timing import back_to_back

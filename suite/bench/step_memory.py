@@ -1,4 +1,4 @@
-"""Peak memory of one training step, with the suite's single definition (``suite.metrics.memory``).
+"""Peak memory of one training step, with the suite's single definition (``suite.training.metrics.memory``).
 
 A training step is ``estimator.estimate(model, loss_fn, x, y)`` followed by ``optimizer.step()`` (plain
 SGD, no state), starting from the steady state of a training loop: one step already taken, gradients
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..metrics.memory import PeakMemory, state_tensors
+from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

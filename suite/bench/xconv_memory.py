@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BenchConfig
+from lrbench.suite.bench.sizes import BenchConfig
+
 from .models import per_row_cross_entropy
 from .step_memory import training_step_peak
 from .util import build_estimator

@@ -59,3 +59,18 @@ def test_qmc_gaussian_copies_are_balanced() -> None:
     means = eps.mean(1).abs()
     assert float(means.mean()) < 0.01 and float(means.max()) < 0.06          # pseudo-random: ≈ 0.1 and 0.35
     assert abs(float(eps.var()) - 1) < 0.05
+
+
+def test_qmc_scramble_is_redrawn_per_key_not_only_shifted_and_reordered() -> None:
+    """Issue 13 (3): the randomisation is a fresh linear scramble + digital shift per key (seed, step, module,
+    call, group). A digital shift and a reordering leave the multiset of pairwise XORs of a sample's points
+    unchanged; an independent scramble does not (on the old fixed-scramble code they were equal)."""
+    def pairwise_xors(key: int) -> list[int]:
+        ints = (sobol_uniforms(1, 16, 4, key)[0] * 2 ** 30).floor().to(torch.int64)
+        return sorted((ints[:, None, :] ^ ints[None, :, :]).reshape(-1).tolist())
+
+    assert pairwise_xors(1) != pairwise_xors(2)
+    assert pairwise_xors(1) == pairwise_xors(1)
+    u = sobol_uniforms(2, 16, 5, 3)                         # each sample's 16 points: still a net
+    for i in range(2):
+        assert torch.equal((u[i] * 16).floor().sort(0).values, torch.arange(16.0).unsqueeze(1).expand(16, 5))

@@ -6,13 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from lrbench.estimators import UnsupportedModuleError
+from lrbench.estimators import EstimatorError, UnsupportedModuleError
 from lrbench.estimators.modules import AddParameter, ClassToken
 from lrbench.estimators.rules import (
     MODULE_RULES,
     autograd_rule,
     conv_weight_grad,
     find_rule,
+    linear_rule,
+    register_rule,
     rule_for,
     sum_to_parameter,
 )
@@ -48,6 +50,7 @@ CASES = {
     "batchnorm1d-seq-eval": (lambda: _bn(nn.BatchNorm1d, 6, False), (5, 6, 4)),
     "batchnorm2d-train": (lambda: _bn(nn.BatchNorm2d, 3, True), (4, 3, 5, 5)),
     "batchnorm2d-eval": (lambda: _bn(nn.BatchNorm2d, 3, False), (4, 3, 5, 5)),
+    "batchnorm3d-train": (lambda: _bn(nn.BatchNorm3d, 2, True), (3, 2, 3, 4, 2)),
     "groupnorm": (lambda: nn.GroupNorm(2, 4), (3, 4, 5)),
     "prelu-shared": (lambda: nn.PReLU(init=0.3), (4, 3, 5)),
     "prelu-per-channel": (lambda: nn.PReLU(3, init=0.2), (4, 3, 2, 2)),
@@ -69,6 +72,37 @@ def test_rule_equals_autograd_local_vjp(case: str) -> None:
     assert set(got) == set(expected)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-10, atol=1e-10)
+
+
+#: Module types whose reference case lives in a dedicated test below rather than in CASES.
+DEDICATED_CASES = {nn.Embedding: "test_embedding_rule_with_padding_idx / test_embedding_rule_scale_grad_by_freq"}
+
+
+def test_every_registered_rule_has_a_reference_case() -> None:
+    """A rule registered without a rule-vs-autograd case here fails this test."""
+    covered = {type(make()) for make, _ in CASES.values()} | set(DEDICATED_CASES)
+    missing = sorted(t.__name__ for t in MODULE_RULES if t not in covered)
+    assert not missing, f"add a case to CASES for: {', '.join(missing)}"
+
+
+def test_a_second_rule_for_a_type_is_an_error_unless_replace() -> None:
+    try:
+        with pytest.raises(EstimatorError, match="Linear already has an LR rule.*replace=True"):
+            register_rule(nn.Linear)(lambda module, input, grad_output: {})
+        assert MODULE_RULES[nn.Linear] is linear_rule
+        replacement = register_rule(nn.Linear, replace=True)(lambda module, input, grad_output: {})
+        assert MODULE_RULES[nn.Linear] is replacement
+    finally:
+        register_rule(nn.Linear, replace=True)(linear_rule)
+    assert MODULE_RULES[nn.Linear] is linear_rule
+
+
+def test_embedding_rule_scale_grad_by_freq() -> None:
+    torch.manual_seed(5)
+    module = nn.Embedding(6, 3, scale_grad_by_freq=True).double()
+    idx = torch.randint(0, 6, (4, 5))
+    g = torch.randn(4, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(find_rule(module)(module, idx, g)["weight"], autograd_vjp(module, idx, g)["weight"])
 
 
 def test_embedding_rule_with_padding_idx() -> None:

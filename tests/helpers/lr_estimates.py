@@ -3,7 +3,7 @@ estimate with given noise, and a Monte-Carlo error measure.
 
 Run as a script to print the measurements quoted in the LR tests and the report::
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m tests.helpers.lr_estimates [variance|speed|memory]
+    OMP_NUM_THREADS=1 .venv/bin/python -m tests.helpers.lr_estimates [variance|qmc|speed|memory]
 """
 
 from __future__ import annotations
@@ -129,13 +129,29 @@ def measure_variance_table(copies: int = 64, seeds: int = 24, sigma: float = 1e-
         "loo": {"baseline": "loo"},
         "clean+antithetic": {"baseline": "clean", "antithetic": True},
         "clean+qmc": {"baseline": "clean", "qmc": True},
-        "loo+qmc": {"baseline": "loo", "qmc": True},
+        "antithetic+qmc": {"antithetic": True, "qmc": True},
+        "loo+antithetic+qmc": {"baseline": "loo", "antithetic": True, "qmc": True},
     }
     rows = []
     for injection in ("global", "layerwise"):
         for label, opts in combos.items():
             mse = mean_squared_error(model, x, y, range(seeds), copies=copies, sigma=sigma, injection=injection, **opts)
             rows.append((injection, label, mse))
+    return rows
+
+
+def measure_qmc_table(seeds: int = 64, sigma: float = 1e-3) -> list[tuple[str, int, float, float]]:
+    """Relative MSE of plain Monte Carlo vs QMC (mlp, batch 8, global injection, clean baseline) for ULR
+    and ALR at K ∈ {4, 8, 16, 32, 64}: rows (estimator, K, MSE plain, MSE qmc)."""
+    model = mlp()
+    x, y = mlp_batch()
+    rows = []
+    for name in ("ulr", "alr"):
+        for copies in (4, 8, 16, 32, 64):
+            kw = {"copies": copies, "sigma": sigma, "baseline": "clean"}
+            plain = mean_squared_error(model, x, y, range(seeds), name, **kw)
+            qmc = mean_squared_error(model, x, y, range(seeds), name, qmc=True, **kw)
+            rows.append((name, copies, plain, qmc))
     return rows
 
 
@@ -177,8 +193,8 @@ def measure_speed(width: int = 256, depth: int = 6, batch: int = 32, copies: int
 
 
 def measure_memory(width: int = 256, depth: int = 8, batch: int = 1024, copies: int = 16) -> None:
-    """Peak live-tensor bytes of one step (suite.metrics.memory) for BP and chunked LR estimators."""
-    from lrbench.suite.metrics.memory import PeakMemory, state_tensors
+    """Peak live-tensor bytes of one step (suite.training.metrics.memory) for BP and chunked LR estimators."""
+    from lrbench.suite.training.metrics.memory import PeakMemory, state_tensors
 
     model = deep_mlp(width, depth)
     x, y = torch.randn(batch, width), torch.randint(0, 10, (batch,))
@@ -205,10 +221,13 @@ if __name__ == "__main__":
     if what == "variance":
         for injection, label, mse in measure_variance_table():
             print(f"{injection:10s} {label:18s} rel.MSE {mse:.4e}  rel.err {math.sqrt(mse):.4f}")
+    elif what == "qmc":
+        for name, copies, plain, qmc in measure_qmc_table():
+            print(f"{name} K={copies:3d} rel.MSE plain {plain:.4f} qmc {qmc:.4f} ratio {qmc / plain:.3f}")
     elif what == "speed":
         measure_speed()
         measure_speed(width=512, batch=64, copies=16)
     elif what == "memory":
         measure_memory()
     else:
-        raise SystemExit("usage: python -m tests.helpers.lr_estimates [variance|speed|memory]")
+        raise SystemExit("usage: python -m tests.helpers.lr_estimates [variance|qmc|speed|memory]")

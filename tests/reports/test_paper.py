@@ -12,16 +12,11 @@ import yaml
 
 from lrbench.reports import ReportError, load_results
 from lrbench.reports.build import build_report
-from lrbench.reports.paper import (
-    compare,
-    list_specs,
-    load_spec,
-    ours_table,
-    paper_section_builder,
-    published_table,
-)
+from lrbench.reports.paper_draw import paper_section_builder
+from lrbench.reports.paper_spec import list_specs, load_spec
+from lrbench.reports.paper_tables import compare, ours_table, published_table
 from lrbench.reports.sections import DEFAULT_SECTIONS
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 from tests.reports.test_report_fixture import make_record, write_synthetic_results
 
 REQUIRED = {"xconv-table1", "xconv-memory", "xconv-variance", "ulr-architectures", "ulr-variance-reduction",
@@ -40,7 +35,7 @@ def test_required_specs_exist_with_both_budgets() -> None:
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
-    config = pytest.importorskip("lrbench.suite.config", reason="the runner's suite.config is not available")
+    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.cli.suite_files is not available")
     spec = load_spec(name)
     quick = config.expand_suite(spec.suite("quick"))
     full = config.expand_suite(spec.suite("full"))
@@ -52,7 +47,7 @@ def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
 
 
 def test_xconv_table1_full_budget_is_the_papers_grid() -> None:
-    config = pytest.importorskip("lrbench.suite.config", reason="the runner's suite.config is not available")
+    config = pytest.importorskip("lrbench.suite.cli.suite_files", reason="the runner's suite.cli.suite_files is not available")
     configs = config.expand_suite(load_spec("xconv-table1").suite("full"))
     cells = {(c["estimator"], c["estimator_options"].get("probes"), c["batch_size"]) for c in configs}
     assert len(cells) == 7 * 6
@@ -129,9 +124,9 @@ def test_malformed_spec_is_one_line(tmp_path: Path) -> None:
 
 
 def test_transfer_source_points_at_the_bp_run() -> None:
-    pytest.importorskip("lrbench.suite.results", reason="the runner's results store is not available")
-    from lrbench.suite.commands.paper import attach_transfer_source
-    from lrbench.suite.results import run_id
+    pytest.importorskip("lrbench.suite.training.results_store", reason="the runner's results store is not available")
+    from lrbench.schema import run_id
+    from lrbench.suite.cli.commands.paper import attach_transfer_source
 
     base = {"task": "mnist-mlp", "seed": 0, "estimator_options": {}, "robustness": {"subset_size": 10}}
     configs = [{**base, "estimator": "ulr"}, {**base, "estimator": "bp"}, {**base, "estimator": "alr", "seed": 1}]
@@ -144,7 +139,7 @@ def test_transfer_source_points_at_the_bp_run() -> None:
 
 def test_paper_command_end_to_end(tmp_path: Path) -> None:
     """A tiny spec (digits-mlp, 3 steps) through the real runner, then the report with the paper first."""
-    pytest.importorskip("lrbench.suite.runner", reason="the runner is not available")
+    pytest.importorskip("lrbench.suite.training.runner", reason="the runner is not available")
     spec = {
         "name": "tiny", "title": "tiny check", "citation": "none (test)", "limits": "a test",
         "budgets": {"quick": {"note": "three steps", "suite": {
@@ -186,7 +181,7 @@ def test_published_xconv_table_matches_estimators_md() -> None:
 @pytest.mark.slow
 def test_xconv_table1_quick_budget_on_mnist(tmp_path: Path) -> None:
     """The real quick budget (12 MNIST runs, minutes on 2 cores): our table keeps the paper's row order."""
-    pytest.importorskip("lrbench.suite.runner", reason="the runner is not available")
+    pytest.importorskip("lrbench.suite.training.runner", reason="the runner is not available")
     raw = SHARED / "datasets" / "MNIST" / "raw"
     if not raw.is_dir():
         pytest.skip(f"MNIST not found at {raw}")

@@ -13,7 +13,7 @@ import pytest
 
 from lrbench.reports import ReportError, build_report, load_results
 from lrbench.reports.stats import mean_ci, performance_profile, performance_ratios, summarize
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 from tests.reports.test_report_fixture import make_record, synthetic_records, write_synthetic_results
 
 ROOT = Path(__file__).resolve().parents[2]

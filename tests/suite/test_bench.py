@@ -12,13 +12,13 @@ import torch
 from lrbench.estimators import ESTIMATORS, get_estimator
 from lrbench.estimators.registry import _load_builtin_estimators
 from lrbench.suite.bench import BenchConfig, run_bench
-from lrbench.suite.bench.config import NetSize, lr_options
 from lrbench.suite.bench.floor import ForwardPlan, lr_plan, run_plan
+from lrbench.suite.bench.headlines import TARGETS, check_targets
 from lrbench.suite.bench.models import make_net, parametric_blocks, per_row_cross_entropy
 from lrbench.suite.bench.noise_bits import count_noise_elements
-from lrbench.suite.bench.runner import TARGETS, check_targets
+from lrbench.suite.bench.sizes import NetSize, lr_options
 from lrbench.suite.bench.timing import Timings, back_to_back, interleaved
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 _load_builtin_estimators()
 needs_lr = pytest.mark.skipif(not {"ulr", "alr", "xconv"} <= set(ESTIMATORS),

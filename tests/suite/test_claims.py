@@ -1,4 +1,4 @@
-"""Run claims (suite/claims.py): atomic claim, heartbeat, stale takeover, final records, tidy-up."""
+"""Run claims (suite/training/claims.py): atomic claim, heartbeat, stale takeover, final records, tidy-up."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from lrbench.suite.claims import ClaimStore, claim_path
-from lrbench.suite.results import write_record
+from lrbench.suite.training.claims import ClaimStore, claim_path
+from lrbench.suite.training.results_store import write_record
 
 RID = "digits-mlp__bp__0123456789__s0"
 

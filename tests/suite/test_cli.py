@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from lrbench.estimators import list_estimators
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite.cli import main
-from lrbench.suite.config import CONFIG_KEYS, expand_suite
+from lrbench.schema import RESULT_KEYS, run_id
+from lrbench.suite.cli.main import main
+from lrbench.suite.cli.suite_files import expand_suite
 from lrbench.suite.errors import UserError
-from lrbench.suite.results import run_id
 
 SMALL = {"grid": {"task": ["digits-mlp", "digits-cnn"], "estimator": ["bp", "ulr"]},
          "estimators": {"ulr": {"estimator_options": {"copies": 8}}},
@@ -24,7 +24,7 @@ def test_quick_suite_covers_four_families_times_four_estimators() -> None:
     ulr = [c for c in configs if c["estimator"] == "ulr"]
     assert all(c["estimator_options"]["injection"] == "layerwise" for c in ulr)
     assert all(c["estimator_options"]["baseline"] != "none" for c in ulr)
-    assert all(set(c) >= set(CONFIG_KEYS) for c in configs)
+    assert all(set(c) >= set(RESULT_KEYS) for c in configs)
 
 
 def test_task_spec_defaults_then_suite_then_overrides() -> None:

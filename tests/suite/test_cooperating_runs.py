@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = ("defaults: {task: digits-mlp, estimator: bp, max_steps: 6, max_epochs: null, train_subset: 300,\n"

@@ -1,4 +1,4 @@
-"""Gradient sync across ranks (suite/distributed.py): 2 CPU processes with gloo.
+"""Gradient sync across ranks (suite/training/gradient_sync.py): 2 CPU processes with gloo.
 
 What is asserted, per registered estimator (bp, ulr, alr, es, spsa, fg, xconv — whichever exist):
 
@@ -26,8 +26,13 @@ from torch import nn
 
 from lrbench.estimators import ESTIMATORS, Estimator, estimator_class, get_estimator
 from lrbench.estimators.registry import _load_builtin_estimators
-from lrbench.suite import distributed as D
+from lrbench.suite.cli import preflight as PF
 from lrbench.suite.errors import UserError
+from lrbench.suite.training import gradient_sync as D
+from lrbench.suite.training import launcher_env as LE
+from lrbench.suite.training import parallel_modes as PM
+from lrbench.suite.training import rank_metrics as RM
+from lrbench.suite.training import rank_seeds as RS
 
 WORLD = 2
 STEPS = 4
@@ -38,7 +43,7 @@ SMALL = {"copies": 4, "directions": 2, "probes": 3, "layers": "all", "first_laye
 
 _load_builtin_estimators()
 REGISTERED = [n for n in CANDIDATES if n in ESTIMATORS]
-COPY_SPLIT = [n for n in REGISTERED if D.copy_option(estimator_class(n)) is not None]
+COPY_SPLIT = [n for n in REGISTERED if PM.copy_option(estimator_class(n)) is not None]
 
 
 def _options(name: str) -> dict:
@@ -62,7 +67,7 @@ def _batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _shard(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    return D.shard_batch(t, rank=rank, world_size=world)[0]
+    return PM.shard_batch(t, rank=rank, world_size=world)[0]
 
 
 def _train_rank(name: str, rank: int, world: int, mode: str = "data", **extra: object) -> list[torch.Tensor]:
@@ -71,12 +76,12 @@ def _train_rank(name: str, rank: int, world: int, mode: str = "data", **extra: o
     model = _model()
     est = get_estimator(name, seed=SEED, **_options(name), **extra)
     if mode == "copies":
-        est = D.split_copies(est, world)
-    D.apply_rank_seed(est, rank, mode)
+        est = PM.split_copies(est, world)
+    RS.apply_rank_seed(est, rank, mode)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(STEPS):
         x, y = _batch(step)
-        xs, ys = D.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
+        xs, ys = PM.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
         loss, _ = est.estimate(model, _loss_fn, xs, ys)
         D.sync_after_estimate(model, est, loss, len(xs))
         opt.step()
@@ -94,15 +99,15 @@ def _simulate_ranks(name: str, world: int, mode: str = "data") -> list[torch.Ten
     for rank in range(world):
         est = get_estimator(name, seed=SEED, **_options(name))
         if mode == "copies":
-            est = get_estimator(name, seed=SEED, **{**_options(name), D.copy_option(est): SMALL[D.copy_option(est)] // world})
-        D.apply_rank_seed(est, rank, mode)
+            est = get_estimator(name, seed=SEED, **{**_options(name), PM.copy_option(est): SMALL[PM.copy_option(est)] // world})
+        RS.apply_rank_seed(est, rank, mode)
         ests.append(est)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for step in range(STEPS):
         x, y = _batch(step)
         total = [torch.zeros_like(p) for p in model.parameters()]
         for rank, est in enumerate(ests):
-            xs, ys = D.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
+            xs, ys = PM.shard_batch(x, y, rank=rank, world_size=world, mode=mode)
             est.estimate(model, _loss_fn, xs, ys)
             for t, p in zip(total, model.parameters(), strict=True):
                 t += p.grad
@@ -124,8 +129,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, names: list[str
         # metric helpers: sum / max / gather over ranks
         out["_metrics"] = {"sum": D.reduce_float(rank + 1.0, "sum"), "max": D.reduce_float(rank + 1.0, "max"),
                            "mean": D.reduce_float(rank + 1.0, "mean"), "gather": D.gather_floats(10.0 * rank),
-                           "throughput": D.throughput_across_ranks(8.0 * (rank + 1), 2.0 + rank, 4),
-                           "merged": D.merge_rank_metrics({
+                           "throughput": RM.throughput_across_ranks(8.0 * (rank + 1), 2.0 + rank, 4),
+                           "merged": RM.merge_rank_metrics({
                                "throughput": {"samples_per_second": 4.0 * (rank + 1), "step_time_seconds": 0.5,
                                               "timed_steps": 4, "warmup_steps": 1,
                                               "flops_per_step": 10.0},
@@ -163,7 +168,7 @@ def test_ranks_identical_and_equal_to_simulation(two_rank_results: dict[int, dic
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("name", [n for n in REGISTERED if D.noise_scope(n) in ("none", "weight")])
+@pytest.mark.parametrize("name", [n for n in REGISTERED if RS.noise_scope(n) in ("none", "weight")])
 def test_shared_noise_estimators_match_one_rank_global_batch(two_rank_results: dict[int, dict], name: str) -> None:
     one_rank = _train_rank(name, 0, 1)  # no process group: plain run on the whole global batch
     diff = _max_diff(two_rank_results[0][name], one_rank)
@@ -171,7 +176,7 @@ def test_shared_noise_estimators_match_one_rank_global_batch(two_rank_results: d
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("name", [n for n in REGISTERED if D.noise_scope(n) == "sample"])
+@pytest.mark.parametrize("name", [n for n in REGISTERED if RS.noise_scope(n) == "sample"])
 def test_per_sample_noise_differs_across_ranks(two_rank_results: dict[int, dict], name: str) -> None:
     """Rank 1 draws its own noise: a run where both shards use rank 0's seed ends elsewhere."""
     model = _model()
@@ -180,7 +185,7 @@ def test_per_sample_noise_differs_across_ranks(two_rank_results: dict[int, dict]
     est.estimate(model, _loss_fn, _shard(x, 0, WORLD), _shard(y, 0, WORLD))
     g_shared = [p.grad.clone() for p in model.parameters()]
     est1 = get_estimator(name, seed=SEED, **_options(name))
-    D.apply_rank_seed(est1, 1)
+    RS.apply_rank_seed(est1, 1)
     est1.estimate(model, _loss_fn, _shard(x, 0, WORLD), _shard(y, 0, WORLD))
     assert _max_diff(g_shared, [p.grad for p in model.parameters()]) > 1e-6
 
@@ -244,41 +249,41 @@ def test_buckets_respect_size_and_order() -> None:
 
 
 def test_seed_policy() -> None:
-    assert D.noise_scope("ulr") == "sample" and D.noise_scope("es") == "weight" and D.noise_scope("bp") == "none"
+    assert RS.noise_scope("ulr") == "sample" and RS.noise_scope("es") == "weight" and RS.noise_scope("bp") == "none"
     class Undeclared(Estimator):  # a new estimator that declares nothing is per-sample: never biased
         name = "someday-new"
 
-    assert D.noise_scope(Undeclared) == "sample" and D.copy_option(Undeclared) is None
-    assert D.rank_seed(5, 0) == 5 and D.rank_seed(5, 1) != 5 and D.rank_seed(5, 1) == D.rank_seed(5, 1)
-    assert len({D.rank_seed(5, r) for r in range(64)}) == 64
-    assert D.seed_for_rank("spsa", 5, 3) == 5
+    assert RS.noise_scope(Undeclared) == "sample" and PM.copy_option(Undeclared) is None
+    assert RS.rank_seed(5, 0) == 5 and RS.rank_seed(5, 1) != 5 and RS.rank_seed(5, 1) == RS.rank_seed(5, 1)
+    assert len({RS.rank_seed(5, r) for r in range(64)}) == 64
+    assert RS.seed_for_rank("spsa", 5, 3) == 5
     est = get_estimator("bp", seed=3)
-    assert D.apply_rank_seed(est, 1) == 3
+    assert RS.apply_rank_seed(est, 1) == 3
 
 
 def test_shard_batch_splits_rows() -> None:
     x = torch.arange(10)
-    assert [D.shard_batch(x, rank=r, world_size=4)[0].tolist() for r in range(4)] == [
+    assert [PM.shard_batch(x, rank=r, world_size=4)[0].tolist() for r in range(4)] == [
         [0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
-    assert D.shard_batch(x[:3], rank=3, world_size=4)[0].tolist() == [0, 1, 2]  # fewer rows than ranks
-    assert D.shard_batch(x)[0] is x
+    assert PM.shard_batch(x[:3], rank=3, world_size=4)[0].tolist() == [0, 1, 2]  # fewer rows than ranks
+    assert PM.shard_batch(x)[0] is x
 
 
 def test_rank_and_nodes_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "SLURM_NNODES", "WORLD_SIZE",
                 "LOCAL_WORLD_SIZE", "LRBENCH_NUM_NODES"):
         monkeypatch.delenv(key, raising=False)
-    assert D.global_rank_from_env(2) == 0 and D.num_nodes_from_env() == 1
+    assert LE.global_rank_from_env(2) == 0 and LE.num_nodes_from_env() == 1
     monkeypatch.setenv("NODE_RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert D.global_rank_from_env(4) == 5
+    assert LE.global_rank_from_env(4) == 5
     monkeypatch.setenv("SLURM_PROCID", "6")
-    assert D.global_rank_from_env(4) == 6
+    assert LE.global_rank_from_env(4) == 6
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert D.num_nodes_from_env() == 2
+    assert LE.num_nodes_from_env() == 2
     monkeypatch.setenv("SLURM_NNODES", "3")
-    assert D.num_nodes_from_env() == 3
+    assert LE.num_nodes_from_env() == 3
 
 
 def test_missing_grad_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,26 +300,26 @@ def test_unsupported_multi_device_strategies_are_rejected() -> None:
     def config(strategy: str, devices: int, estimator: str = "ulr", **opts: object) -> dict:
         return {"strategy": strategy, "devices": devices, "estimator": estimator, "estimator_options": opts}
 
-    D.check_parallel(config("ddp", 2))
-    D.check_parallel(config("auto", 4))
-    D.check_parallel(config("ddp_spawn", 1))  # one device: any strategy Lightning accepts
+    PF.check_parallel(config("ddp", 2))
+    PF.check_parallel(config("auto", 4))
+    PF.check_parallel(config("ddp_spawn", 1))  # one device: any strategy Lightning accepts
     with pytest.raises(UserError, match=r"strategy 'ddp_spawn' is not supported with devices=2; use one of auto, ddp"):
-        D.check_parallel(config("ddp_spawn", 2))
+        PF.check_parallel(config("ddp_spawn", 2))
     with pytest.raises(UserError, match="strategy 'fsdp' is not supported"):
-        D.check_parallel(config("fsdp", 8))
-    D.check_parallel(config("ddp_copies", 2, copies=16))
-    D.check_parallel(config("ddp_copies", 2, "spsa", directions=4))
+        PF.check_parallel(config("fsdp", 8))
+    PF.check_parallel(config("ddp_copies", 2, copies=16))
+    PF.check_parallel(config("ddp_copies", 2, "spsa", directions=4))
     with pytest.raises(UserError, match=r"estimator_options.copies=6 must be divisible by the 4 ranks"):
-        D.check_parallel(config("ddp_copies", 4, copies=6))
+        PF.check_parallel(config("ddp_copies", 4, copies=6))
     with pytest.raises(UserError, match="'bp' declares no copies option"):
-        D.check_parallel(config("ddp_copies", 2, "bp"))
+        PF.check_parallel(config("ddp_copies", 2, "bp"))
     with pytest.raises(UserError, match="antithetic needs an even number of copies"):
-        D.check_parallel(config("ddp_copies", 2, copies=6, antithetic=True))
-    assert D.lightning_strategy("ddp_copies") == "ddp" and D.lightning_strategy("auto") == "auto"
+        PF.check_parallel(config("ddp_copies", 2, copies=6, antithetic=True))
+    assert PM.lightning_strategy("ddp_copies") == "ddp" and PM.lightning_strategy("auto") == "auto"
 
 
 def test_cli_rejects_spawn_strategy_before_running(tmp_path, capsys: pytest.CaptureFixture) -> None:
-    from lrbench.suite.cli import main
+    from lrbench.suite.cli.main import main
 
     code = main(["run", "quick", "--only", "task=digits-mlp", "--only", "estimator=ulr", "--devices", "2",
                  "--strategy", "ddp_spawn", "--out", str(tmp_path / "out")])

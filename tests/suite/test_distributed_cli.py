@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrbench.suite import tracking
-from lrbench.suite.results import checkpoint_path
+from lrbench.suite.training import tracking
+from lrbench.suite.training.results_store import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = ["max_steps=12", "max_epochs=1", "accelerator=cpu", "grad_quality_every=4"]

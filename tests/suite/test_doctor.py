@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrbench.suite.cli import main
-from lrbench.suite.doctor import CHECKS
+from lrbench.suite.cli.doctor import CHECKS
+from lrbench.suite.cli.main import main
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

@@ -1,11 +1,11 @@
-"""Peak training-step memory (suite.metrics.memory) against allocation patterns of known size."""
+"""Peak training-step memory (suite.training.metrics.memory) against allocation patterns of known size."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lrbench.suite.metrics.memory import DEFINITION, LiveTensorTracker, PeakMemory, state_tensors
+from lrbench.suite.training.metrics.memory import DEFINITION, LiveTensorTracker, PeakMemory, state_tensors
 
 F32 = 4
 

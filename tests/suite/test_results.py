@@ -6,7 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from lrbench.suite.results import config_hash, is_done, read_record, record_path, write_record
+from lrbench.schema import config_hash
+from lrbench.suite.training.results_store import is_done, read_record, record_path, write_record
 
 
 def test_write_record_is_atomic_and_json_has_no_nan(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_is_done_keeps_completed_and_diverged_retries_failed(tmp_path: Path) -> 
 
 
 def test_config_hash_is_canonical() -> None:
-    a = {"task": "t", "lr": 0.1, "estimator_options": {"b": 1, "a": 2}, "seed": 0, "out": "x"}
-    b = {"out": "y", "seed": 5, "estimator_options": {"a": 2, "b": 1}, "lr": 0.1, "task": "t"}
+    a = {"task": "t", "lr": 0.1, "estimator_options": {"b": 1, "a": 2}, "seed": 0, "data_dir": "x"}
+    b = {"data_dir": "y", "progress": False, "seed": 5, "estimator_options": {"a": 2, "b": 1}, "lr": 0.1, "task": "t"}
     assert config_hash(a) == config_hash(b) and len(config_hash(a)) == 10
     assert config_hash({**a, "lr": 0.2}) != config_hash(a)

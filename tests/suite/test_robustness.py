@@ -1,4 +1,4 @@
-"""Attacks and the robustness protocol (suite.robustness) on tiny models trained on sklearn digits."""
+"""Attacks and the robustness protocol (suite.training.robustness_eval) on tiny models trained on sklearn digits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from lrbench.suite.errors import UserError
-from lrbench.suite.robustness import fgsm, pgd, robustness_metrics
-from lrbench.suite.robustness.evaluate import resolve_settings, select_subset
+from lrbench.suite.training.robustness_eval import fgsm, pgd, robustness_metrics
+from lrbench.suite.training.robustness_eval.evaluate import resolve_settings, select_subset
 
 EPS_LINF = [0.0, 0.05, 0.1, 0.2, 0.3]
 EPS_L2 = [0.0, 0.25, 0.5, 1.0, 1.5]
@@ -246,7 +246,7 @@ class _NoisyInput(nn.Module):
 
 
 def test_eot_averages_gradient_over_test_time_noise(trained, digits):
-    from lrbench.suite.robustness.attacks import input_gradient
+    from lrbench.suite.training.robustness_eval.attacks import input_gradient
 
     _, _, xte, yte = digits
     x, y = xte[:64], yte[:64]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrbench.suite.cli import main
+from lrbench.suite.cli.main import main
 
 TASK = "digits-mlp"
 FAST = ["--subset", "120", "--eps", "0", "0.1", "0.3", "--eps-l2", "0.5", "--steps", "3", "--device", "cpu"]

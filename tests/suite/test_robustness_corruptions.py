@@ -1,11 +1,11 @@
-"""Natural corruptions (suite.robustness.corruptions): identity at severity 0, [0,1], monotone, seeded."""
+"""Natural corruptions (suite.training.robustness_eval.corruptions): identity at severity 0, [0,1], monotone, seeded."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lrbench.suite.robustness.corruptions import (
+from lrbench.suite.training.robustness_eval.corruptions import (
     CORRUPTIONS,
     SEVERITY_PARAMS,
     corrupt,

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
-from lrbench.suite.cli import main
-from lrbench.suite.config import expand_suite
-from lrbench.suite.results import checkpoint_path, record_path, run_id
-from lrbench.suite.runner import run_one, run_suite
+from lrbench.schema import run_id
+from lrbench.suite.cli.main import main
+from lrbench.suite.cli.plan import plan_configs
+from lrbench.suite.cli.suite_files import expand_suite
+from lrbench.suite.training.execute import execute
+from lrbench.suite.training.results_store import checkpoint_path, record_path
+from lrbench.suite.training.runner import run_one
 
 REPO = Path(__file__).resolve().parents[2]
 WALL_CLOCK = {("throughput", "samples_per_second"), ("throughput", "step_time_seconds"),
@@ -112,14 +115,14 @@ def test_gradient_quality_does_not_disturb_training(tmp_path: Path) -> None:
 def test_huge_lr_diverges_and_the_suite_goes_on(tmp_path: Path) -> None:
     runs = configs([{"task": "digits-mlp", "estimator": "bp", "optimizer": "sgd", "lr": 1e30, "max_epochs": 1},
                     {"task": "digits-mlp", "estimator": "bp", "max_epochs": 1, "train_subset": 200}])
-    result = run_suite(runs, tmp_path, progress=False)
+    result = execute(plan_configs(runs, tmp_path), progress=False)
     assert [r["status"] for r in result.records] == ["diverged", "completed"]
     assert result.ok and result.exit_code == 0
     diverged = result.records[0]
     assert "training loss became" in diverged["message"]
     assert diverged["metrics"]["peak_memory_bytes"]["max"] > 0
     assert not checkpoint_path(tmp_path, diverged["run_id"]).exists()
-    again = run_suite(runs, tmp_path, progress=False)
+    again = execute(plan_configs(runs, tmp_path), progress=False)
     assert again.records == [] and again.skipped == [r["run_id"] for r in result.records]
 
 
@@ -197,13 +200,13 @@ def test_kill_mid_suite_then_rerun_gives_every_run_exactly_once(tmp_path: Path) 
 
 
 def test_robustness_is_evaluated_when_configured(tmp_path: Path) -> None:
-    pytest.importorskip("lrbench.suite.robustness")
+    pytest.importorskip("lrbench.suite.training.robustness_eval")
     settings = {"subset_size": 60, "pgd_linf": {"steps": 2}, "pgd_l2": {"steps": 2}, "severities": [1],
                 "corruptions": ["gaussian_noise"]}
     [bp] = configs([{"task": "digits-mlp", "estimator": "bp", "max_epochs": 2, "robustness": settings}])
     [tuned] = configs([{"task": "digits-mlp", "estimator": "bp", "max_epochs": 1, "lr": 0.01,
                         "robustness": {**settings, "transfer_source": run_id(bp)}}])
-    result = run_suite([bp, tuned], tmp_path, progress=False)
+    result = execute(plan_configs([bp, tuned], tmp_path), progress=False)
     assert [r["status"] for r in result.records] == ["completed", "completed"], result.records[-1]["message"]
     robustness = result.records[0]["metrics"]["robustness"]
     assert robustness["subset_size"] == 60 and robustness["clean"] > 0.7
@@ -217,7 +220,7 @@ def test_robustness_is_evaluated_when_configured(tmp_path: Path) -> None:
 def test_quick_suite_lr_estimators_beat_chance_on_every_family(tmp_path: Path) -> None:
     """The built-in quick suite (minutes on 2 CPU cores): every run completes; ULR and ALR clear chance (0.1)."""
     runs = expand_suite("quick", {"accelerator": "cpu", "progress": False})
-    result = run_suite(runs, tmp_path, progress=False)
+    result = execute(plan_configs(runs, tmp_path), progress=False)
     assert result.ok and len(result.records) == 16
     assert all(r["status"] == "completed" for r in result.records)
     for r in result.records:

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from lrbench.suite.metrics.gradient_quality import GradientQuality, compare
-from lrbench.suite.metrics.throughput import StepClock
-from lrbench.suite.metrics.time_to_target import TimeToTarget
+from lrbench.suite.training.metrics.gradient_quality import GradientQuality, compare
+from lrbench.suite.training.metrics.throughput import StepClock
+from lrbench.suite.training.metrics.time_to_target import TimeToTarget
 
 
 def test_step_clock_excludes_warmup_from_rates() -> None:

@@ -1,4 +1,4 @@
-"""Sweeps (suite/sweep.py, lrbench sweep): the shipped study files, offline grid/random through the runner
+"""Sweeps (suite/cli/sweep_file.py, lrbench sweep): the shipped study files, offline grid/random through the runner
 into one results folder, malformed files as one clear line with nothing written, and the online path's
 wiring (wandb.sweep + wandb.agent, faked: no network here)."""
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite import sweep as S
-from lrbench.suite.cli import main
+from lrbench.suite.cli import sweep_agent as SA
+from lrbench.suite.cli import sweep_file as S
+from lrbench.suite.cli import sweep_points as SP
+from lrbench.suite.cli.main import main
 from lrbench.suite.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,13 +34,13 @@ def test_shipped_sweeps_expand(name: str, method: str, trials: int) -> None:
     sweep = S.load_sweep(SWEEPS / f"{name}.yaml")
     assert sweep.method == method and sweep.metric == {"name": "val_accuracy_best", "goal": "maximize"}
     assert sweep.raw["command"][:5] == ["${env}", "${program}", "sweep", name, "--trial"]
-    configs = S.offline_configs(sweep)
+    configs = SP.offline_configs(sweep)
     assert len(configs) == trials and len({c["estimator"] + str(c["estimator_options"]) + str(c["seed"])
                                            + str(c["batch_size"]) + str(c["lr"]) for c in configs}) == trials
 
 
 def test_grid_is_the_cartesian_product_of_values() -> None:
-    configs = S.offline_configs(S.load_sweep("ulr_copies_sigma_baseline"))  # a bare name finds the file
+    configs = SP.offline_configs(S.load_sweep("ulr_copies_sigma_baseline"))  # a bare name finds the file
     combos = {(c["estimator_options"]["copies"], c["estimator_options"]["sigma"], c["estimator_options"]["baseline"])
               for c in configs}
     assert combos == {(k, s, b) for k in (8, 32, 128) for s in (0.003, 0.01, 0.03) for b in ("none", "clean", "loo")}
@@ -47,7 +49,7 @@ def test_grid_is_the_cartesian_product_of_values() -> None:
 
 def test_random_is_seeded_bounded_and_capped() -> None:
     sweep = S.load_sweep(SWEEPS / "ulr_sigma_lr_random.yaml")
-    first, again, other = S.offline_points(sweep, 0), S.offline_points(sweep, 0), S.offline_points(sweep, 1)
+    first, again, other = SP.offline_points(sweep, 0), SP.offline_points(sweep, 0), SP.offline_points(sweep, 1)
     assert first == again and first != other and len(first) == 12
     sigmas = [p["estimator_options.sigma"] for p in first]
     assert all(1e-3 <= s <= 1e-1 for s in sigmas) and all(3e-4 <= p["lr"] <= 3e-2 for p in first)
@@ -55,7 +57,7 @@ def test_random_is_seeded_bounded_and_capped() -> None:
     # log-uniform: log σ is spread over [log 1e-3, log 1e-1] (mean of 1000 draws near the middle, log 1e-2)
     many = S.parse_sweep({"method": "random", "run_cap": 1000, "parameters": {
         "estimator_options.sigma": {"distribution": "log_uniform_values", "min": 0.001, "max": 0.1}}})
-    logs = [math.log10(p["estimator_options.sigma"]) for p in S.offline_points(many, 3)]
+    logs = [math.log10(p["estimator_options.sigma"]) for p in SP.offline_points(many, 3)]
     assert abs(sum(logs) / len(logs) + 2.0) < 0.1 and min(logs) >= -3 and max(logs) <= -1
 
 
@@ -64,13 +66,13 @@ def test_sampling_distributions() -> None:
 
     rng = random.Random(0)
     spec = S._normalise("t", "p", {"min": 2, "max": 5})
-    assert spec["distribution"] == "int_uniform" and {S.sample_value(spec, rng) for _ in range(200)} == {2, 3, 4, 5}
+    assert spec["distribution"] == "int_uniform" and {SP.sample_value(spec, rng) for _ in range(200)} == {2, 3, 4, 5}
     spec = S._normalise("t", "p", {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.25})
-    assert {S.sample_value(spec, rng) for _ in range(200)} <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {SP.sample_value(spec, rng) for _ in range(200)} <= {0.0, 0.25, 0.5, 0.75, 1.0}
     spec = S._normalise("t", "p", {"values": ["a", "b"], "probabilities": [1.0, 0.0]})
-    assert {S.sample_value(spec, rng) for _ in range(50)} == {"a"}
+    assert {SP.sample_value(spec, rng) for _ in range(50)} == {"a"}
     spec = S._normalise("t", "p", {"mu": 1.0, "sigma": 0.0})
-    assert spec["distribution"] == "normal" and S.sample_value(spec, rng) == 1.0
+    assert spec["distribution"] == "normal" and SP.sample_value(spec, rng) == 1.0
 
 
 # --------------------------------------------------------------------------- offline runs
@@ -161,7 +163,7 @@ def test_online_without_api_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     assert "an online sweep needs a W&B API key" in capsys.readouterr().err
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with pytest.raises(UserError, match="WANDB_MODE=disabled; use --offline"):
-        S.run_online(S.load_sweep("xconv_probes_batch"), tmp_path / "o")
+        SA.run_online(S.load_sweep("xconv_probes_batch"), tmp_path / "o")
 
 
 def test_online_checks_a_point_before_creating_the_sweep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -175,7 +177,7 @@ def test_online_checks_a_point_before_creating_the_sweep(monkeypatch: pytest.Mon
         "task": {"value": "digits-mlp"}, "estimator": {"value": "ulr"},
         "estimator_options.sigma": {"distribution": "uniform", "min": -2.0, "max": -1.0}}}, "bad.yaml")
     with pytest.raises(UserError, match="sweep bad.yaml: option 'sigma' must be > 0"):
-        S.run_online(bad, tmp_path / "o")
+        SA.run_online(bad, tmp_path / "o")
 
 
 def test_online_creates_the_sweep_and_runs_agent_trials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -183,7 +185,7 @@ def test_online_creates_the_sweep_and_runs_agent_trials(monkeypatch: pytest.Monk
     with the sampled parameters as its (nested) config and calls our function."""
     import wandb
 
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
@@ -243,7 +245,7 @@ TINY_SWEEP = textwrap.dedent("""\
 
 
 def test_offline_sweep_with_wandb_tracks_every_trial(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)
@@ -260,7 +262,7 @@ def test_offline_sweep_with_wandb_tracks_every_trial(monkeypatch: pytest.MonkeyP
 
 def test_trial_mode_runs_one_point_from_the_agent_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """What `wandb agent` runs through the file's command: lrbench sweep FILE --trial key=value ..."""
-    from lrbench.suite import tracking
+    from lrbench.suite.training import tracking
 
     monkeypatch.setenv("WANDB_MODE", "offline")  # the agent's run, here without a server
     (tmp_path / "tiny.yaml").write_text(TINY_SWEEP)

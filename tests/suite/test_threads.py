@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrbench.suite import threads
-from lrbench.suite.cli import main
-from lrbench.suite.config import expand_suite
+from lrbench.schema import run_id
+from lrbench.suite.cli.main import main
+from lrbench.suite.cli.suite_files import expand_suite
 from lrbench.suite.errors import UserError
-from lrbench.suite.results import run_id
-from lrbench.suite.runner import run_one
+from lrbench.suite.training import threads
+from lrbench.suite.training.runner import run_one
 
 
 @pytest.mark.parametrize(("cores", "jobs", "budget"), [(2, 1, 2), (2, 2, 1), (16, 3, 5), (2, 8, 1), (1, 1, 1)])
@@ -83,7 +83,7 @@ def test_record_says_which_thread_counts_the_run_used(tmp_path: Path) -> None:
 
 
 def test_gpu_workers_get_one_device_each_round_robin_over_the_visible_ones() -> None:
-    from lrbench.suite.pool import worker_device
+    from lrbench.suite.training.pool import worker_device
 
     assert [worker_device(i, 2, visible="") for i in range(3)] == ["0", "1", "0"]
     assert [worker_device(i, 2, visible="3,5") for i in range(3)] == ["3", "5", "3"]  # a job's own GPUs

@@ -1,4 +1,4 @@
-"""wandb tracking (suite/tracking.py): offline run folder with the metrics, disabled = nothing at all,
+"""wandb tracking (suite/training/tracking.py): offline run folder with the metrics, disabled = nothing at all,
 no network = a warning and the run goes on, malformed settings = one clear line."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lrbench.suite import tracking
-from lrbench.suite.config import expand_suite
+from lrbench.suite.cli.suite_files import expand_suite
 from lrbench.suite.errors import UserError
-from lrbench.suite.runner import run_one
+from lrbench.suite.training import tracking
+from lrbench.suite.training.runner import run_one
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 6
@@ -120,7 +120,7 @@ def test_disabled_writes_nothing_and_waits_for_nothing(clean_env: pytest.MonkeyP
     record = run_one(_config(wandb="online"), tmp_path)
     assert record["status"] == "completed" and not (tmp_path / "wandb").exists()
     # wandb is not even imported
-    code = ("import sys; from suite import tracking; t = tracking.start_tracking({'wandb': True}, sys.argv[1], 'x'); "
+    code = ("import sys; from lrbench.suite.training import tracking; t = tracking.start_tracking({'wandb': True}, sys.argv[1], 'x'); "
             "print(t.active, 'wandb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sub")], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})

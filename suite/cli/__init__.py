@@ -1,0 +1,1 @@
+"""The command-line layer: the ``lrbench`` command, its sub-commands, suite/sweep files, the run plan."""

@@ -1,7 +1,0 @@
-"""Measurements of a training run, one module each:
-
-* :mod:`suite.metrics.memory` — peak training-step memory (live tensor bytes; CUDA allocator peak);
-* :mod:`suite.metrics.throughput` — the training clock, samples/s, forward passes and FLOPs per step;
-* :mod:`suite.metrics.gradient_quality` — the estimate against BP on the same batch and parameters;
-* :mod:`suite.metrics.time_to_target` — first time the validation accuracy reaches the task's target.
-"""
