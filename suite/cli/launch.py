@@ -6,6 +6,7 @@ case (suite/training/claims.py), so launchers can be mixed on one results folder
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -20,7 +21,7 @@ def _threads_arg(text: str) -> int | str:
 
 
 def add_launch_arguments(p: argparse.ArgumentParser) -> None:
-    """``--jobs --threads --launcher --slurm --no-wait --claim-timeout`` of ``lrbench run``."""
+    """``--jobs --threads --launcher --slurm --no-wait --claim-timeout`` (lrbench run, sweep, paper)."""
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="runs at once in worker processes (default: what the machine holds: cores on CPU, "
                         "GPUs on GPU, bounded by memory at ~1.1 GB per worker); with --launcher slurm: array tasks")
@@ -50,6 +51,9 @@ def launch(plan: Any, args: argparse.Namespace) -> Any:
 
     if args.claim_timeout is not None and args.claim_timeout <= 0:
         raise UserError(f"--claim-timeout must be > 0 seconds, got {args.claim_timeout}")
+    if args.threads is not None:  # --threads of every command that launches (run's also sets threads=)
+        plan = dataclasses.replace(plan, configs=tuple(dataclasses.replace(c, threads=args.threads)
+                                                       for c in plan.configs))
     configs = list(plan.configs)
     todo = [c for c in configs if not is_done(plan.out_dir, c.run_id)]
     if args.launcher == "local":
