@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,3 +168,16 @@ def test_submitit_local_executor_runs_a_small_suite_end_to_end(tmp_path: Path,
     records = _every_run_once_completed(out, n=3)
     assert len(list((out / "submitit").rglob("*_result.pkl"))) == 2  # both array tasks ran and returned
     assert {r["hardware"]["worker"]["pid"] for r in records} != {os.getpid()}  # trained in the tasks
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="this machine has SLURM")
+def test_launcher_slurm_without_sbatch_and_misplaced_options_are_one_line(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    suite = _suite(tmp_path)
+    assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--launcher", "slurm"]) == 2
+    assert "--launcher slurm: no 'sbatch' on PATH" in capsys.readouterr().err
+    assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--slurm", "partition=x"]) == 2
+    assert "--slurm/--no-wait apply to --launcher slurm" in capsys.readouterr().err
+    assert main(["run", str(suite), "--out", str(tmp_path / "o"), "--claim-timeout", "0"]) == 2
+    assert "--claim-timeout must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "runs").exists()  # nothing ran
