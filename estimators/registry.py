@@ -39,7 +39,7 @@ def list_estimators() -> list[dict[str, Any]]:
     return [ESTIMATORS[n].describe() for n in sorted(ESTIMATORS)]
 
 
-_BUILTIN_MODULES = ("bp", "ulr", "alr", "xconv", "es", "spsa", "fg")
+_BUILTIN_MODULES = ("bp", "ulr", "alr", "xconv", "es", "spsa", "fg", "block_lr", "noisy_bp")
 
 
 def _load_builtin_estimators() -> None:

@@ -206,7 +206,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
         "message": record.get("message"),
     }
     flat_config: dict[str, Any] = {}
-    for key, value in config.items():
+    for key, value in _without_seed_of_sources(config).items():
         if key in BOOKKEEPING_KEYS:
             continue
         if key in ("estimator_options", "model_options") and isinstance(value, dict):
@@ -317,6 +317,29 @@ def _total(value: Any) -> float:
 
 def _depth(value: Any) -> float:
     return float(len(value)) if isinstance(value, (list, tuple)) else _number(value)
+
+
+_RUN_ID_SEED = re.compile(r"^(.+__[0-9a-f]{10})__s-?\d+$")
+
+
+def _source_variant(value: Any) -> Any:
+    """A run id names one seed of a variant; as a *source* (``init_from``, a transfer surrogate) what makes
+    two runs the same variant is the source's variant: ``task__est__hash__s3`` -> ``task__est__hash``."""
+    match = _RUN_ID_SEED.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else value
+
+
+def _without_seed_of_sources(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with run-id references to other runs (``init_from``, ``robustness.transfer_source``)
+    reduced to their variant, so that the seeds of one variant — each pointing at its own seed's source —
+    group together."""
+    out = dict(config)
+    if "init_from" in config:
+        out["init_from"] = _source_variant(config["init_from"])
+    robustness = config.get("robustness")
+    if isinstance(robustness, dict) and "transfer_source" in robustness:
+        out["robustness"] = {**robustness, "transfer_source": _source_variant(robustness["transfer_source"])}
+    return out
 
 
 def _scalar(value: Any) -> Any:

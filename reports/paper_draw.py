@@ -155,7 +155,7 @@ def _draw_bars(spec: PaperSpec, item: dict[str, Any], results: Results, figures:
         return [Note(f"{item.get('title', stem)}: no completed run matches yet.")]
     data = runs.assign(group=runs.apply(lambda r: format_label(r, item["x"]), axis=1),
                        series=runs.apply(lambda r: format_label(r, item["hue"]), axis=1),
-                       value=metric_values(runs, item)).dropna(subset=["group", "series", "value"])
+                       value=metric_values(runs, item, results)).dropna(subset=["group", "series", "value"])
     path = plots.grouped_bar_figure(data, figures / f"{stem}.png", x="group", y="value", hue="series",
                                     xlabel=item.get("xlabel", ""), ylabel=item.get("ylabel", item["metric"]),
                                     ylim=tuple(item["ylim"]) if "ylim" in item else None)

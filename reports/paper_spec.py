@@ -10,12 +10,16 @@ settings), what to draw, and the published numbers with their citation::
       quick: {note: ..., suite: {defaults: {...}, grid: {...}, seeds: [0]}}
       full:  {note: ..., suite: {defaults: {...}, product: [[...], [...]]}}
     draw: [{kind: table, ...}, {kind: lines, ...}, {kind: bars, ...}, {kind: section, name: robustness}]
-    # table: metric, row (label pattern[s]), col (numeric key), col_format, where, unit (MiB), digits
+    # table: metric (a runs column, or ATTACK@ε such as fgsm@0.13), row (label pattern[s]), col (numeric
+    #        key; derived fields such as training_sigma), col_format, where, unit (MiB), digits
     # lines: x, y (metric or list), hue (pattern[s]; default: the variant label without x), where,
     #        logx (default true), logy, metric_names; bars: x, hue (patterns), metric, ylim
     published: {citation: ..., rows: [...], cols: [...], values: [[...]]}   # or null
     limits: what the quick budget / our runner cannot reproduce
-    transfer_surrogate: {estimator: bp}    # optional: the runs whose model crafts transfer attacks
+    transfer_surrogate: {estimator: bp}    # optional: the runs whose model crafts transfer attacks; with
+                                           # seed_offset: n, an independently seeded twin (seed + n) does
+    pretrained_from: {task: mnist-mlp, estimator: bp}   # optional: runs with init_from: pretrained start
+                                                        # from the matching run's final weights (same seed)
 
 ``suite`` is in the runner's vocabulary (``suite.cli.suite_files``: defaults, grid, runs, estimators, tasks,
 exclude, seeds) plus one extension, ``product``: a list of lists of partial configs whose Cartesian
@@ -61,6 +65,7 @@ class PaperSpec:
     published: dict[str, Any] | None = None
     limits: str = ""
     transfer_surrogate: dict[str, Any] | None = None
+    pretrained_from: dict[str, Any] | None = None
     path: Path | None = field(default=None, repr=False)
 
     def suite(self, budget: str) -> dict[str, Any]:
@@ -125,7 +130,8 @@ def load_spec(name_or_path: str | Path) -> PaperSpec:
     return PaperSpec(name=str(data["name"]), title=str(data["title"]), citation=str(data["citation"]).strip(),
                      description=str(data.get("description", "")).strip(), budgets=budgets, draw=draw,
                      published=data.get("published"), limits=str(data.get("limits", "")).strip(),
-                     transfer_surrogate=data.get("transfer_surrogate"), path=path)
+                     transfer_surrogate=data.get("transfer_surrogate"),
+                     pretrained_from=data.get("pretrained_from"), path=path)
 
 
 def _check_published(published: Any, path: Path) -> None:

@@ -23,8 +23,26 @@ def column_for(key: str) -> str:
     return key
 
 
+def _start(row: pd.Series) -> str:
+    """How a run's weights started: ``fine-tuned`` (``init_from`` set) or ``from scratch``."""
+    return "fine-tuned" if field_value(row, "init_from") else "from scratch"
+
+
+def _training_sigma(row: pd.Series) -> float:
+    """The scale of a run's training noise: ``estimator_options.sigma``, or 0 for a noise-free estimator."""
+    sigma = field_value(row, "estimator_options.sigma")
+    return 0.0 if sigma is None else float(sigma)
+
+
+# Label fields computed from a row rather than read from a column.
+DERIVED_FIELDS = {"start": _start, "training_sigma": _training_sigma}
+
+
 def field_value(row: pd.Series, key: str) -> Any:
-    """Value of ``key`` in a runs row (config keys under their ``cfg:`` column when not a column themselves)."""
+    """Value of ``key`` in a runs row (config keys under their ``cfg:`` column when not a column themselves;
+    ``DERIVED_FIELDS`` such as ``start``)."""
+    if key in DERIVED_FIELDS:
+        return DERIVED_FIELDS[key](row)
     for column in (column_for(key), f"cfg:{key}"):
         if column in row.index:
             value = row[column]
@@ -64,8 +82,17 @@ def _as_text(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- drawing
-def metric_values(runs: pd.DataFrame, item: dict[str, Any]) -> pd.Series:
-    values = runs[item["metric"]].astype(float)
+def metric_values(runs: pd.DataFrame, item: dict[str, Any], results: Results) -> pd.Series:
+    """A runs column, or ``ATTACK@ε`` (``fgsm@0.13``, ``transfer_fgsm@0.13``): that attack's accuracy from
+    the robustness frame (NaN where a run has none)."""
+    metric = item["metric"]
+    if metric not in runs.columns and "@" in metric:
+        kind, level = metric.split("@", 1)
+        robust = results.robustness
+        hits = robust[(robust["kind"] == kind) & (robust["level"] == float(level))]
+        values = runs["run_id"].map(hits.set_index("run_id")["accuracy"]).astype(float)
+    else:
+        values = runs[metric].astype(float)
     return values / MIB if item.get("unit") == "MiB" else values
 
 
@@ -76,7 +103,7 @@ def table_runs(item: dict[str, Any], results: Results) -> pd.DataFrame:
         return pd.DataFrame(columns=["row", "col", "x", "value", "variant"])
     frame = pd.DataFrame({"row": runs.apply(lambda r: format_label(r, item["row"]), axis=1),
                           "x": runs.apply(lambda r: field_value(r, item["col"]), axis=1),
-                          "value": metric_values(runs, item), "variant": runs["variant"]}).dropna()
+                          "value": metric_values(runs, item, results), "variant": runs["variant"]}).dropna()
     frame["x"] = frame["x"].astype(float)
     frame["col"] = frame["x"].map(lambda x: col_label(item, x))
     return frame[["row", "col", "x", "value", "variant"]]

@@ -79,7 +79,8 @@ SEED_CNN = {"epochs": 30, "batch_size": 100, "lr": 1e-3}
 
 # ---------------------------------------------------------------- digits (8×8, offline)
 variants(task("digits-mlp", "mlp", "digits", build_mlp, MLP, "MLP 64→64→10 on 8×8 digits", **DIGITS),
-         tanh={"activation": "tanh"}, layernorm={"norm": "layer"}, wide={"widths": (256, 256)})
+         tanh={"activation": "tanh"}, sigmoid={"activation": "sigmoid"}, layernorm={"norm": "layer"},
+         wide={"widths": (256, 256)})
 variants(task("digits-cnn", "cnn", "digits", build_plain_cnn, CNN,
               "small CNN conv16-pool-conv32-pool-linear on 8×8 digits", **DIGITS),
          tanh={"activation": "tanh"}, batchnorm={"norm": "batch"})
@@ -93,7 +94,9 @@ variants(task("digits-vit", "vit", "digits", build_vit, VIT,
 # ---------------------------------------------------------------- MNIST / Fashion-MNIST (28×28)
 variants(task("mnist-mlp", "mlp", "mnist", build_mlp, {**MLP, "widths": (256, 128)},
               "MLP 784→256→128→10 on MNIST", **MNIST),
-         tanh={"activation": "tanh"})
+         tanh={"activation": "tanh"},
+         # the LR-robustness protocol of the seeds' predecessor (GLR): a sigmoid MLP 784-50-10, and its ReLU twin
+         glr={"widths": (50,), "activation": "sigmoid"}, relu50={"widths": (50,)})
 task("mnist-cnn", "cnn", "mnist", build_plain_cnn, {**CNN, "channels": (32, 64)},
      "CNN conv32-pool-conv64-pool-linear on MNIST", **MNIST)
 variants(task("mnist-rnn", "rnn", "mnist", build_row_rnn, {**ROW_RNN, "hidden": 128},

@@ -5,7 +5,9 @@ Headlines (``result["ratios"]``), each the *worst* case over what was measured:
 * ``ulr_over_floor``, ``alr_over_floor``, ``global_over_floor``: max over the MLP and CNN;
 * ``prefix_speedup``: min over the MLP and CNN;  ``bp_step_over_forward``: max (reference, no target);
 * ``lr_mem_over_bp``: max over ULR/ALR × MLP/CNN at depth ≥ 8;
-* ``alr_noise_bits_per_element``; ``xconv_net_mem_saving``; ``harness_overhead``.
+* ``alr_noise_bits_per_element``; ``xconv_net_mem_saving``; ``harness_overhead``;
+* ``alr_concurrent_speedup`` (wall-clock step speed-up of ``concurrent=true`` over one thread) beside
+  ``alr_concurrent_ideal`` (its Amdahl bound from the module-gradient critical path; no target).
 
 A headline whose estimator is not installed is ``None`` and its estimator is listed in ``missing``.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from lrbench.suite.bench.allocator import tune_glibc_malloc
+from lrbench.suite.bench.alr_parallel import measure_alr_parallel
 from lrbench.suite.bench.harness import measure_harness
 from lrbench.suite.bench.lr_memory import headline as lr_memory_headline
 from lrbench.suite.bench.lr_memory import measure_lr_memory
@@ -41,7 +44,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "xconv_net_mem_saving": (">=", 1.8),
     "harness_overhead": ("<=", 1.05),
 }
-MEASUREMENTS = ("speed", "lr_memory", "noise_bits", "xconv_memory", "harness")
+MEASUREMENTS = ("speed", "lr_memory", "noise_bits", "xconv_memory", "harness", "alr_parallel")
 
 
 def machine() -> dict[str, Any]:
@@ -86,6 +89,8 @@ def headlines(details: dict[str, Any]) -> dict[str, float | None]:
         "alr_noise_bits_per_element": (details.get("noise_bits") or {}).get("bits_per_element"),
         "xconv_net_mem_saving": (details.get("xconv_memory") or {}).get("saving"),
         "harness_overhead": (details.get("harness") or {}).get("overhead"),
+        "alr_concurrent_speedup": (details.get("alr_parallel") or {}).get("step_speedup"),
+        "alr_concurrent_ideal": (details.get("alr_parallel") or {}).get("ideal_step_speedup"),
     }
     return out
 
@@ -119,7 +124,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     allocator = tune_glibc_malloc() if cfg.malloc_tuning and cfg.device == "cpu" else {"applied": False,
                                                                                      "reason": "not requested"}
     functions = {"speed": measure_speed, "lr_memory": measure_lr_memory, "noise_bits": measure_noise_bits,
-                 "xconv_memory": measure_xconv_memory, "harness": measure_harness}
+                 "xconv_memory": measure_xconv_memory, "harness": measure_harness,
+                 "alr_parallel": measure_alr_parallel}
     details: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     started = time.time()

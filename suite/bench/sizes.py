@@ -24,7 +24,8 @@ class BenchConfig:
     ``copies`` K per block. mem_*: the depth sweep of ``lr_mem_over_bp``, ``mem_copies`` per block and
     ``chunk`` = B / ``mem_chunk_divisor`` noisy rows in flight. xconv_*: ResNet-18 of
     ``xconv_net_mem_saving``. harness_*: ``harness_overhead`` (the speed MLP, ``harness_steps`` steps).
-    malloc_tuning: on CPU, ``allocator.tune_glibc_malloc`` before measuring.
+    malloc_tuning: on CPU, ``allocator.tune_glibc_malloc`` before measuring. parallel_*: batch and copies
+    of ALR's ``concurrent`` measurement on mnist-vgg8 (``alr_parallel``).
     """
 
     quick: bool = False
@@ -47,6 +48,8 @@ class BenchConfig:
     xconv_probes: int = 16
     harness_steps: int = 30
     harness_rounds: int = 3
+    parallel_batch: int = 16
+    parallel_copies: int = 8
     malloc_tuning: bool = True
     skip: tuple[str, ...] = field(default_factory=tuple)
 
@@ -56,7 +59,7 @@ class BenchConfig:
         base: dict[str, Any] = dict(
             quick=True, rounds=5, speed_mlp=NetSize(256, 16, 16), speed_cnn=NetSize(16, 4, 16), copies=16,
             mem_mlp=NetSize(128, 256, 8), mem_cnn=NetSize(16, 32, 16), mem_copies=4, xconv_batch=2,
-            harness_steps=12, harness_rounds=2)
+            harness_steps=12, harness_rounds=2, parallel_batch=8, parallel_copies=4)
         base.update(overrides)
         return cls(**base)
 

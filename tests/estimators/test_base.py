@@ -12,12 +12,13 @@ from lrbench.estimators.registry import _load_builtin_estimators
 from tests.helpers.lr_estimates import cross_entropy, mlp, mlp_batch
 
 _load_builtin_estimators()
-NAMES = ("bp", "ulr", "alr", "xconv", "es", "spsa", "fg")
+NAMES = ("bp", "ulr", "alr", "xconv", "es", "spsa", "fg", "ulr-block", "bp-noise")
 SAMPLE_OPTIONS = {"ulr": {"copies": "8", "sigma": "0.05", "baseline": "CLEAN", "antithetic": "true"},
                   "alr": {"copies": [2, 4, 2], "injection": "layerwise", "concurrent": 1, "workers": "2"},
                   "xconv": {"probes": 4.0, "probe_mode": "independent", "layers": "all"},
                   "es": {"copies": "4", "antithetic": "yes"}, "spsa": {"directions": "3"}, "fg": {"directions": 2},
-                  "bp": {"seed": "5"}}
+                  "bp": {"seed": "5"}, "ulr-block": {"copies": "4", "bp_blocks": 1.0, "baseline": "LOO"},
+                  "bp-noise": {"sigma": "0.1", "noise": "laplace"}}
 
 
 def test_every_estimator_uses_the_template_estimate() -> None:

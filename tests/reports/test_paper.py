@@ -20,7 +20,19 @@ from lrbench.suite.cli.main import main
 from tests.reports.test_report_fixture import make_record, write_synthetic_results
 
 REQUIRED = {"xconv-table1", "xconv-memory", "xconv-variance", "ulr-architectures", "ulr-variance-reduction",
-            "ulr-robustness", "alr-copies"}
+            "ulr-robustness", "alr-copies", "ulr-hybrid", "ulr-finetune", "alr-parallel"}
+# Training-set sizes for the quick-budget size check (samples a run may process).
+TRAIN_SIZE = {"digits": 1500, "mnist": 60000, "fmnist": 60000, "cifar10": 50000, "cifar100": 50000}
+
+
+def samples_processed(config) -> float:
+    """Training samples a run processes: min(epochs × training-set size, steps × batch)."""
+    from lrbench.tasks import get_task
+
+    size = config["train_subset"] or TRAIN_SIZE.get(get_task(config["task"]).dataset, 60000)
+    by_epochs = config["max_epochs"] * size if config["max_epochs"] else math.inf
+    by_steps = config["max_steps"] * config["batch_size"] if config["max_steps"] else math.inf
+    return min(by_epochs, by_steps)
 
 
 def test_required_specs_exist_with_both_budgets() -> None:
@@ -39,11 +51,11 @@ def test_spec_suites_expand_in_runner_vocabulary(name: str) -> None:
     spec = load_spec(name)
     quick = config.expand_suite(spec.suite("quick"))
     full = config.expand_suite(spec.suite("full"))
-    assert 1 <= len(quick) <= 40, f"{name}: quick budget must stay small ({len(quick)} runs)"
+    assert 1 <= len(quick) <= 60, f"{name}: quick budget must stay small ({len(quick)} runs)"
     assert len(full) >= len(quick)
     assert all(c["accelerator"] == "cpu" for c in quick)
-    for c in quick:  # short: one epoch-ish or a few steps
-        assert (c["max_steps"] or 10**9) <= 50 or (c["max_epochs"] or 0) <= 3
+    for c in quick:  # short: at most a few epochs of MNIST-sized data (the digits tasks are 8×8 images)
+        assert samples_processed(c) <= 400_000, (name, c["task"], c["estimator"])
 
 
 def test_xconv_table1_full_budget_is_the_papers_grid() -> None:
@@ -135,6 +147,46 @@ def test_transfer_source_points_at_the_bp_run() -> None:
     assert out[1]["robustness"]["transfer_source"] == run_id(configs[1])
     assert "transfer_source" not in out[2]["robustness"]  # no bp run with seed 1
     assert "transfer_source" not in out[0]["robustness"]
+
+
+def test_transfer_surrogate_with_seed_offset_is_never_the_attacked_models_twin() -> None:
+    from lrbench.schema import run_id
+    from lrbench.suite.cli.commands.paper import attach_transfer_source
+    from lrbench.suite.errors import UserError
+
+    base = {"task": "mnist-mlp", "estimator_options": {}, "robustness": {"subset_size": 10}}
+    configs = [{**base, "estimator": e, "seed": s} for s in (0, 1) for e in ("bp", "ulr")]
+    out = attach_transfer_source(configs, {"estimator": "bp", "seed_offset": 1000})
+    twins, attacked = out[:2], out[2:]
+    assert [(c["estimator"], c["seed"], c["robustness"]) for c in twins] == [("bp", 1000, None), ("bp", 1001, None)]
+    assert len(attacked) == 4  # every original run, the BP ones included, is attacked
+    for config in attacked:
+        source = config["robustness"]["transfer_source"]
+        assert source == run_id(twins[config["seed"]]) and source != run_id(config)
+        assert source.endswith(f"__s{config['seed'] + 1000}")
+    early = [*configs, {**base, "estimator": "bp", "seed": 0, "max_steps": 5}]
+    with pytest.raises(UserError, match="matches several runs of one task and seed"):
+        attach_transfer_source(early, {"estimator": "bp", "seed_offset": 1000})
+    out = attach_transfer_source([{**c, "max_steps": c.get("max_steps")} for c in early],
+                                 {"estimator": "bp", "max_steps": None, "seed_offset": 1000})
+    assert [c["seed"] for c in out[:2]] == [1000, 1001] and len(out) == 7
+
+
+def test_pretrained_runs_start_from_the_matching_run_of_their_seed() -> None:
+    from lrbench.schema import run_id
+    from lrbench.suite.cli.commands.paper import attach_pretrained
+    from lrbench.suite.errors import UserError
+
+    source = {"task": "mnist-mlp", "estimator": "bp", "estimator_options": {}, "init_from": None}
+    tuned = {"task": "fmnist-mlp", "estimator": "ulr", "estimator_options": {}, "init_from": "pretrained"}
+    scratch = {**tuned, "init_from": None}
+    configs = [{**c, "seed": s} for s in (0, 1) for c in (tuned, scratch, source)]
+    out = attach_pretrained(configs, {"task": "mnist-mlp", "estimator": "bp"})
+    assert [(c["task"], c["seed"]) for c in out[:2]] == [("mnist-mlp", 0), ("mnist-mlp", 1)]  # sources first
+    starts = {(c["seed"], c["init_from"]) for c in out if c["task"] == "fmnist-mlp"}
+    assert starts == {(0, run_id(out[0])), (1, run_id(out[1])), (0, None), (1, None)}
+    with pytest.raises(UserError, match="needs a run matching"):
+        attach_pretrained([{**tuned, "seed": 3}], {"task": "mnist-mlp", "estimator": "bp"})
 
 
 def test_paper_command_end_to_end(tmp_path: Path) -> None:

@@ -156,3 +156,22 @@ def test_reports_never_import_torch() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_seeds_pointing_at_their_own_seeds_source_are_one_variant(tmp_path: Path) -> None:
+    """Fine-tuned runs (``init_from``) and transfer-attacked runs name their own seed's source run; the
+    seeds of one setting must still group as one variant (so the report gives them one mean ± CI)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed in (0, 1, 2):
+        record = make_record("fmnist-mlp", "ulr", {"copies": 4}, seed, quality=0.8,
+                             init_from=f"mnist-mlp__bp__693d0a393d__s{seed}")
+        record["config"]["robustness"] = {"subset_size": 10, "transfer_source": f"fmnist-mlp__bp__0123456789__s{seed + 1000}"}
+        (runs / f"{record['run_id']}.json").write_text(json.dumps(record))
+    scratch = make_record("fmnist-mlp", "ulr", {"copies": 4}, 0, quality=0.8)
+    (runs / f"{scratch['run_id']}.json").write_text(json.dumps(scratch))
+    frame = load_results(tmp_path).runs.set_index("seed")
+    tuned = frame[frame["cfg:init_from"].notna()]
+    assert tuned["variant"].nunique() == 1 and len(tuned) == 3
+    assert set(tuned["cfg:init_from"]) == {"mnist-mlp__bp__693d0a393d"}
+    assert frame["variant"].nunique() == 2  # from scratch stays its own variant

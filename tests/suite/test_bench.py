@@ -13,7 +13,7 @@ from lrbench.estimators import ESTIMATORS, get_estimator
 from lrbench.estimators.registry import _load_builtin_estimators
 from lrbench.suite.bench import BenchConfig, run_bench
 from lrbench.suite.bench.floor import ForwardPlan, lr_plan, run_plan
-from lrbench.suite.bench.headlines import TARGETS, check_targets
+from lrbench.suite.bench.headlines import MEASUREMENTS, TARGETS, check_targets
 from lrbench.suite.bench.models import make_net, parametric_blocks, per_row_cross_entropy
 from lrbench.suite.bench.noise_bits import count_noise_elements
 from lrbench.suite.bench.sizes import NetSize, lr_options
@@ -27,7 +27,7 @@ needs_lr = pytest.mark.skipif(not {"ulr", "alr", "xconv"} <= set(ESTIMATORS),
 TINY = BenchConfig.quick_config(
     rounds=1, speed_mlp=NetSize(16, 4, 4), speed_cnn=NetSize(4, 2, 4), copies=4, mem_depths=(2, 8),
     mem_mlp=NetSize(16, 32, 4), mem_cnn=NetSize(4, 8, 4), mem_copies=2, xconv_batch=2, xconv_image=32,
-    harness_steps=4, harness_rounds=1)
+    harness_steps=4, harness_rounds=1, parallel_batch=2, parallel_copies=2)
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios() -> None:
@@ -117,6 +117,10 @@ def test_tiny_bench_reports_every_ratio_finite_and_positive() -> None:
     assert {d for est in ("ulr", "alr") for fam in ("mlp", "cnn") for d in mem["ratios"][est][fam]} == {2, 8}
     assert mem["copies_invariance"] == pytest.approx(1.0, abs=0.05)   # chunk bounds memory, not copies
     assert record["config"]["threads"] == 1 and record["machine"]["cpu_count"] >= 1
+    parallel = record["details"]["alr_parallel"]
+    assert parallel["modules"] == 14 and len(parallel["module_seconds"]) == 14   # mnist-vgg8: 14 parametric modules
+    assert 1.0 <= parallel["ideal_phase_speedup"] <= parallel["workers"]
+    assert parallel["alr_over_ulr_memory"] < 1.0          # 1-bit signs instead of stored float noise
     json.dumps(record)                                     # the record is plain JSON
 
 
@@ -128,7 +132,7 @@ def test_cli_rejects_bad_device_and_measurement(capsys: pytest.CaptureFixture[st
 
 
 def test_cli_json_with_every_measurement_skipped(capsys: pytest.CaptureFixture[str]) -> None:
-    skips = [a for m in ("speed", "lr_memory", "noise_bits", "xconv_memory", "harness") for a in ("--skip", m)]
+    skips = [a for m in MEASUREMENTS for a in ("--skip", m)]
     assert main(["bench", "--quick", "--json", *skips]) == 0
     record = json.loads(capsys.readouterr().out)
     assert all(v is None for v in record["ratios"].values())

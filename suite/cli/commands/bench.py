@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch intra-op threads during the bench (default: 1 on cpu, unchanged on cuda)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: 21; quick 5)")
     p.add_argument("--skip", action="append", default=[], metavar="MEASUREMENT",
-                   help="skip a measurement (repeatable): speed, lr_memory, noise_bits, xconv_memory, harness")
+                   help="skip a measurement (repeatable): speed, lr_memory, noise_bits, xconv_memory, harness, alr_parallel")
     p.add_argument("--no-malloc-tuning", action="store_true",
                    help="keep glibc's malloc defaults (by default the CPU bench keeps freed memory in the heap; "
                         "see suite/bench/allocator.py)")

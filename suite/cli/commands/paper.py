@@ -71,6 +71,8 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
     if args.no_progress:
         overrides["progress"] = False
     configs = expand_suite(spec.suite(args.budget), overrides)
+    if spec.pretrained_from:
+        configs = attach_pretrained(configs, spec.pretrained_from)
     if spec.transfer_surrogate:
         configs = attach_transfer_source(configs, spec.transfer_surrogate)
     if args.dry_run:
@@ -96,15 +98,62 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
     return status
 
 
+PRETRAINED = "pretrained"  # the init_from value that names the spec's pretraining run
+
+
+def attach_pretrained(configs: list[dict], source: dict) -> list[dict]:
+    """Fine-tuning: every run with ``init_from: pretrained`` starts from the final weights of the run that
+    matches ``source`` (e.g. ``{task: mnist-mlp, estimator: bp}``) and has the same seed; the source runs
+    go first so their checkpoints exist. A run asking for a source the suite lacks is a UserError."""
+    from lrbench.schema import run_id
+    from lrbench.suite.errors import UserError
+
+    def is_source(config: dict) -> bool:
+        return all(config.get(k) == v for k, v in source.items())
+
+    sources = {c["seed"]: run_id(c) for c in configs if is_source(c)}
+    out = []
+    for config in configs:
+        if config.get("init_from") == PRETRAINED:
+            if config["seed"] not in sources:
+                raise UserError(f"init_from: {PRETRAINED} needs a run matching {source} with seed {config['seed']} "
+                                "in the suite")
+            config = {**config, "init_from": sources[config["seed"]]}
+        out.append(config)
+    return [c for c in out if is_source(c)] + [c for c in out if not is_source(c)]
+
+
 def attach_transfer_source(configs: list[dict], surrogate: dict) -> list[dict]:
     """Transfer attacks: per task and seed, the run matching ``surrogate`` (e.g. ``{estimator: bp}``) crafts
     them. Every other run with robustness enabled gets ``robustness.transfer_source`` = that run's id, and
-    the surrogate runs are moved first so their checkpoints exist when the others are evaluated."""
+    the surrogate runs are moved first so their checkpoints exist when the others are evaluated.
+
+    ``seed_offset: n`` in ``surrogate`` makes the surrogate an *independently seeded* twin instead: a copy
+    of the matching run with seed + n (other initialisation, data order and noise) and no robustness
+    evaluation of its own; then every run with robustness enabled, the matching ones included, is attacked
+    by transfer from it — never from the attacked model's own twin (same seed, same initialisation)."""
     from lrbench.schema import run_id
 
-    def is_surrogate(config: dict) -> bool:
-        return all(config.get(k) == v for k, v in surrogate.items())
+    offset = surrogate.get("seed_offset")
+    match = {k: v for k, v in surrogate.items() if k != "seed_offset"}
 
+    def is_surrogate(config: dict) -> bool:
+        return all(config.get(k) == v for k, v in match.items())
+
+    matches = [(c["task"], c["seed"]) for c in configs if is_surrogate(c)]
+    if len(matches) != len(set(matches)):
+        from lrbench.suite.errors import UserError
+
+        raise UserError(f"transfer_surrogate {match} matches several runs of one task and seed; add keys that "
+                        "single out the surrogate (e.g. max_steps: null)")
+    if offset is not None:
+        twins = {(c["task"], c["seed"]): {**c, "seed": int(c["seed"]) + int(offset), "robustness": None}
+                 for c in configs if is_surrogate(c)}
+        sources = {key: run_id(twin) for key, twin in twins.items()}
+        attacked = [{**c, "robustness": {**c["robustness"], "transfer_source": sources[(c["task"], c["seed"])]}}
+                    if c.get("robustness") is not None and (c["task"], c["seed"]) in sources else c
+                    for c in configs]
+        return [*twins.values(), *attacked]
     sources = {(c["task"], c["seed"]): run_id(c) for c in configs if is_surrogate(c)}
     first = [c for c in configs if is_surrogate(c)]
     rest = []
