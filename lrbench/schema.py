@@ -72,6 +72,7 @@ class RunConfig(Mapping[str, Any]):
     data_dir: str | None = _key(None, RUNTIME)
     progress: bool = _key(True, RUNTIME)
     wandb: Any = _key(None, RUNTIME)
+    threads: Any = _key("auto", RUNTIME)  # torch threads per run: "auto" or N (suite/training/threads.py)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -101,6 +101,9 @@ def check_values(config: dict[str, Any]) -> None:
         raise UserError(f"'init_from' must be a checkpoint path or a run id, got {config['init_from']!r}")
     if config["data_dir"] is not None:
         config["data_dir"] = str(config["data_dir"])
+    from lrbench.suite.training.threads import check_threads
+
+    config["threads"] = check_threads(config["threads"])
     if not isinstance(config["progress"], bool):
         raise UserError(f"'progress' must be true or false, got {config['progress']!r}")
 

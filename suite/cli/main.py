@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from lrbench.suite.errors import UserError, user_error_types
 
 # Order is the order shown in ``lrbench --help``.
-COMMANDS = ("run", "list", "gradcheck", "check-estimator", "report", "paper", "robustness", "sweep", "bench")
+COMMANDS = ("run", "list", "gradcheck", "check-estimator", "report", "paper", "robustness", "sweep", "bench", "doctor")
 # Commands that use no registry (and import no torch): they neither take --plugin nor load entry points.
 PLUGIN_FREE = ("report",)
 PLUGIN_HELP = ("import MODULE (or a .py file) first, so that the estimators, tasks and paper specs it "

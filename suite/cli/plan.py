@@ -50,8 +50,9 @@ def finish(plan: Plan, result: SuiteResult, command: str, what: str = "", noun: 
     if not plan.is_rank_zero:  # DDP: the other ranks ran the same plan silently
         return result.exit_code
     done = len(result.records) - len(result.failures)
+    elsewhere = f"{len(result.elsewhere)} by other workers, " if result.elsewhere else ""
     print(f"lrbench {command}: {what}{len(plan.configs)} {noun}: {done} run now, {len(result.skipped)} already "
-          f"done, {len(result.failures)} failed; records in {plan.out_dir / 'runs'}")
+          f"done, {elsewhere}{len(result.failures)} failed; records in {plan.out_dir / 'runs'}")
     for record in result.failures:
         print(f"lrbench {command}: FAILED {record['run_id']}: {record['message']}", file=sys.stderr)
     return result.exit_code

@@ -33,8 +33,9 @@ import torch
 
 from lrbench.schema import RunConfig, empty_metrics, new_record
 from lrbench.suite.errors import UserError
-from lrbench.suite.training import provenance, tracking
+from lrbench.suite.training import provenance, threads, tracking
 from lrbench.suite.training.budget import forward_passes_of_one_step, planned_steps
+from lrbench.suite.training.claims import worker_identity
 from lrbench.suite.training.gradient_sync import replicas_identical
 from lrbench.suite.training.launcher_env import global_rank_from_env, local_cuda_index, num_nodes_from_env
 from lrbench.suite.training.metrics.cost import machine_load
@@ -255,6 +256,8 @@ def run_one(config: RunConfig | Mapping[str, Any], out_dir: Path | str, progress
             path = log_dir(out_dir, rid) / "error.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(traceback.format_exception(exc)))
+    record["hardware"]["threads"] = threads.hardware_threads()  # what the run used (suite/training/threads.py)
+    record["hardware"]["worker"] = worker_identity()  # which process trained it (suite/training/claims.py)
     record["finished_at"] = provenance.now()
     record["load"]["end"] = machine_load()
     if is_zero:
@@ -303,6 +306,7 @@ def _train(config: RunConfig, out_dir: Path, rid: str, progress: bool, loggers: 
     x0, y0 = next(iter(data.batches("train", config["batch_size"], seed=seed, epoch=0)))
     x0, y0 = shard_batch(x0, y0, rank=0, world_size=world_size, mode=parallel)
     memory, flops = measure_step_cost(model, estimator, config, spec.loss_fn, x0, y0, device)
+    threads.apply_for_run(config.threads, flops if device.type == "cpu" else None)  # suite/training/threads.py
     total_steps = planned_steps(config, steps_per_epoch, lambda: {
         "flops": flops, "forward_passes": forward_passes_of_one_step(model, estimator, spec.loss_fn, x0, y0)})
     passes = float(estimator.forward_passes_per_step(model, config["batch_size"]))

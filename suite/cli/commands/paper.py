@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data root (default: $LRBENCH_DATA or ~/.cache/lrbench/data)")
     p.add_argument("--report-only", action="store_true", help="draw from the runs already in DIR; run nothing")
     p.add_argument("--dry-run", action="store_true", help="print the runs the budget would make and stop")
+    from lrbench.suite.cli.launch import add_launch_arguments
+
+    add_launch_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per finished run)")
     p.set_defaults(handler=run, accepts_extra=True)
 
@@ -56,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
+    from lrbench.suite.cli.launch import launch
     from lrbench.suite.cli.plan import finish, plan_configs
     from lrbench.suite.cli.suite_files import expand_suite
     from lrbench.suite.cli.tokens import parse_assignments
     from lrbench.suite.errors import UserError
-    from lrbench.suite.training.execute import execute
 
     overrides = parse_assignments(args.extra, "override")
     if args.data_dir:
@@ -81,7 +84,9 @@ def _run_suite(spec, args: argparse.Namespace, out: Path) -> int:
         return 0
     plan = plan_configs(configs, out)  # the same preflight checks as lrbench run, before anything is written
     print(f"paper {spec.name}, budget {args.budget}: {len(configs)} runs into {out}")
-    result = execute(plan)
+    result = launch(plan, args)  # here, --jobs workers, or a SLURM array (suite/cli/launch.py)
+    if result is None:  # submitted, not waited for
+        return 0
     for record in result.records:
         accuracy = record["metrics"].get("test_accuracy_final")
         print(f"  {record['run_id']}: {record['status']}"

@@ -6,8 +6,10 @@ config). ``key=value`` overrides every run (YAML values: ``seeds=[0,1,2]``, ``ma
 to ``DIR/runs/<run_id>.json``; runs already recorded as completed or diverged are skipped. The exit
 code is 0 when no run failed, 1 when some did (they are listed), 2 on bad input (nothing is run).
 
-The digits models are tiny: on a CPU shared with other jobs run single-threaded
-(``OMP_NUM_THREADS=1 lrbench run quick``); oversubscribed intra-op threads can slow a step 100-fold.
+Runs run side by side in ``--jobs`` worker processes (default: what the machine holds), each with its
+share of the cores as torch threads (``--threads``, default: one per run for the tiny models;
+suite/training/threads.py); several ``lrbench run`` processes, or a SLURM array (``--launcher slurm``), can
+share one results folder: each run is claimed before it starts and runs once (docs/SCALE_OUT.md).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="run a suite of trainings (e.g. 'lrbench run quick')",
         description="Run a suite (built-in name such as 'quick', or a YAML file) and write one JSON record per "
-                    "run under OUT/runs/. Completed runs are skipped when the suite is run again. On a shared "
-                    "CPU, set OMP_NUM_THREADS=1 (the digits models are tiny).")
+                    "run under OUT/runs/. Completed runs are skipped when the suite is run again. Runs are "
+                    "claimed before they start, so several 'lrbench run' processes (or machines) on one results "
+                    "folder split the suite.")
     p.add_argument("suite", metavar="SUITE|CONFIG", help="built-in suite name (quick, ...) or a YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override for every run, e.g. max_epochs=1 seeds=[0,1] estimator_options.copies=32")
@@ -40,13 +43,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wandb", action="store_const", const=True, default=None,
                    help="also log to Weights & Biases: offline unless WANDB_MODE=online or wandb=online "
                         "(WANDB_MODE=disabled turns it off)")
+    from lrbench.suite.cli.launch import add_launch_arguments
+
+    add_launch_arguments(p)
     p.set_defaults(handler=run, accepts_extra=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lrbench.suite.cli.launch import launch
     from lrbench.suite.cli.plan import finish, plan_suite, print_listing, print_result_table
     from lrbench.suite.cli.tokens import check_extra_tokens, parse_assignments
-    from lrbench.suite.training.execute import execute
 
     # key=value tokens after an option (``quick --out D max_epochs=1``) reach us as extra arguments
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "run")
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.no_progress:
         overrides["progress"] = False
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     for key in ("devices", "strategy", "wandb"):  # scale-out and tracking flags (suite/training, tracking.py)
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
@@ -64,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         print_listing(plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)), listing=True))
         return 0
     plan = plan_suite(args.suite, overrides, args.only, out_dir=Path(str(out)))  # every check, nothing run yet
-    code = finish(plan, execute(plan), "run")
+    result = launch(plan, args)  # here, --jobs workers, or a SLURM array (suite/cli/launch.py)
+    if result is None:  # submitted without waiting
+        return 0
+    code = finish(plan, result, "run")
     if plan.is_rank_zero:
         print_result_table(plan)
     return code

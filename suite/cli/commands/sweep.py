@@ -38,16 +38,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--entity", default=None, help="online: wandb entity")
     p.add_argument("--trial", action="store_true", help=argparse.SUPPRESS)  # run by `wandb agent`
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from lrbench.suite.cli.launch import add_launch_arguments
+
+    add_launch_arguments(p)  # offline sweeps: --jobs, --threads, --launcher like lrbench run
     p.set_defaults(handler=run, accepts_extra=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lrbench.suite.cli.launch import launch
     from lrbench.suite.cli.plan import finish, plan_configs, print_listing
     from lrbench.suite.cli.sweep_agent import run_online, run_trial
     from lrbench.suite.cli.sweep_file import load_sweep
     from lrbench.suite.cli.sweep_points import offline_configs
     from lrbench.suite.cli.tokens import check_extra_tokens, parse_assignments
-    from lrbench.suite.training.execute import execute
 
     extra = check_extra_tokens(list(getattr(args, "extra", []) or []), "sweep")
     spec = load_sweep(args.file)
@@ -70,4 +73,5 @@ def run(args: argparse.Namespace) -> int:
         print_listing(plan_configs(configs, out_dir, listing=True))
         return 0
     plan = plan_configs(configs, out_dir)
-    return finish(plan, execute(plan), "sweep", f"{spec.name} ({spec.method}, offline): ", "trials")
+    result = launch(plan, args)  # here, --jobs workers, or a SLURM array (suite/cli/launch.py)
+    return 0 if result is None else finish(plan, result, "sweep", f"{spec.name} ({spec.method}, offline): ", "trials")
