@@ -43,6 +43,8 @@ class Option:
 
     kind: 'int', 'float', 'bool', 'choice', 'int_or_list', 'float_or_list', 'str'.
     minimum / exclusive_minimum bound numeric values (element-wise for lists).
+    added: the option was introduced after runs were recorded without it; at its default it is left out
+    of a run's stored options (so the run ids of those earlier runs stay valid), see ``stored_options``.
     """
 
     default: Any
@@ -51,6 +53,7 @@ class Option:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     exclusive_minimum: float | None = None
+    added: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"default": self.default, "type": self.kind, "help": self.help}
@@ -186,6 +189,15 @@ class Estimator:
             valid = ", ".join(sorted(declared)) or "(none)"
             raise EstimatorError(f"estimator '{cls.name}' takes no option '{unknown[0]}'; valid options: {valid}")
         return {key: coerce_option(key, opt, opts.get(key, opt.default)) for key, opt in declared.items()}
+
+    @classmethod
+    def stored_options(cls, resolved: dict[str, Any]) -> dict[str, Any]:
+        """The options a run record stores (and its run id hashes): every resolved option except those
+        declared ``added`` that sit at their default — a run that never set them is the run it was before
+        they existed."""
+        declared = cls.all_options()
+        return {k: v for k, v in resolved.items()
+                if not (k in declared and declared[k].added and v == declared[k].default)}
 
     def check_options(self) -> None:
         """Cross-option checks (e.g. antithetic needs an even number of copies). Override as needed."""

@@ -102,7 +102,7 @@ LR_OPTIONS: dict[str, Option] = {
     "batch_norm": Option("rowwise", "choice", "train-mode BatchNorm: rowwise (each row its own loss: the "
                          "statistics-detached gradient, batch mean/var held constant) or coupled (each copy group "
                          "of the batch normalised with its own statistics, rows upstream weighted by their group's "
-                         "loss: BP's gradient, about B times the variance)", choices=BATCH_NORM_MODES),
+                         "loss: BP's gradient, about B times the variance)", choices=BATCH_NORM_MODES, added=True),
 }
 
 

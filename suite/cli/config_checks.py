@@ -125,7 +125,7 @@ def check_against_task_and_estimator(config: dict[str, Any]) -> None:
     # the estimator's seed defaults to the run seed.
     if "seed" not in config["estimator_options"]:
         resolved.pop("seed", None)
-    config["estimator_options"] = resolved
+    config["estimator_options"] = cls.stored_options(resolved)
     spec = get_task(config["task"])
     # store every model option explicitly (task defaults filled), so that a change of a task's default
     # model changes the run id instead of silently reusing results of the old model

@@ -60,3 +60,28 @@ def test_offline_sweep_runs_the_same_preflight(capsys: pytest.CaptureFixture[str
                     "strategy=nosuch", "--no-progress")
     assert "unknown strategy 'nosuch'" in line
     assert not out.exists()
+
+
+# The quick suite's run ids as recorded before this round (commit f0caea6): a results folder written then
+# must still be recognised (runs skipped, not re-run under new ids) after options are added to estimators.
+QUICK_RUN_IDS_F0CAEA6 = {
+    "digits-cnn__alr__672b2eb61b__s0", "digits-cnn__bp__87b40552e7__s0", "digits-cnn__ulr__d6fa3a736a__s0",
+    "digits-cnn__xconv__4b1a8d81f8__s0", "digits-mlp__alr__9db85780e1__s0", "digits-mlp__bp__3f79cff7ef__s0",
+    "digits-mlp__ulr__bbe5f4f785__s0", "digits-mlp__xconv__d077c4373c__s0", "digits-rnn__alr__e95db8b588__s0",
+    "digits-rnn__bp__57306fb3d3__s0", "digits-rnn__ulr__963ea63bb2__s0", "digits-rnn__xconv__65b0a6763d__s0",
+    "digits-vit__alr__6f06e50712__s0", "digits-vit__bp__90cf96baa0__s0", "digits-vit__ulr__e990ff5ea5__s0",
+    "digits-vit__xconv__80cac31136__s0"}
+
+
+def test_quick_suite_run_ids_survive_added_estimator_options() -> None:
+    """``batch_norm`` (issue 13) is declared ``added``: at its default it is not stored, so not hashed."""
+    from lrbench.schema import run_id
+    from lrbench.suite.cli.suite_files import expand_suite
+
+    configs = expand_suite("quick")
+    assert {run_id(c) for c in configs} == QUICK_RUN_IDS_F0CAEA6
+    ulr = next(c for c in configs if c["estimator"] == "ulr")
+    assert "batch_norm" not in ulr["estimator_options"]
+    coupled = expand_suite("quick", {"estimator_options.batch_norm": "coupled"}, ["estimator=ulr"])
+    assert all(c["estimator_options"]["batch_norm"] == "coupled" for c in coupled)
+    assert not {run_id(c) for c in coupled} & QUICK_RUN_IDS_F0CAEA6
