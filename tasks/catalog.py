@@ -117,7 +117,8 @@ RESNET5_COPIES = [800, 800, 800, 800, 100]
 # baseline is essential (ULR without one stays near chance), σ barely matters in [1e-3, 1e-1] with the
 # clean baseline, and layer-wise injection with prefix sharing helps the CNN, RNN and ViT.
 LR_COMMON = {"copies": 16, "sigma": 0.01, "baseline": "clean", "injection": "layerwise", "prefix_sharing": True}
-FORWARD_ONLY = {"ulr": LR_COMMON, "alr": LR_COMMON, "es": {"copies": 16, "sigma": 0.01, "baseline": "clean"},
+FORWARD_ONLY = {"ulr": LR_COMMON, "alr": LR_COMMON, "ulr-block": {"copies": 16, "sigma": 0.01, "baseline": "clean"},
+                "es": {"copies": 16, "sigma": 0.01, "baseline": "clean"},
                 "spsa": {"directions": 16, "eps": 1e-3}, "fg": {"directions": 16}, "xconv": {"probes": 16}}
 DIGITS = {"target": 0.90, "epochs": 20, "batch_size": 32, "lr": 3e-3, "estimator_defaults": FORWARD_ONLY}
 MNIST = {"target": 0.97, "epochs": 10, "batch_size": 100, "lr": 1e-3, "estimator_defaults": FORWARD_ONLY}
