@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad inputs: each must give exit 2, exactly one stderr line, and write nothing under ./out*.
 # Each case prints its exit code, its stderr line count and how many out* folders it left (must be 2, 1, 0).
-L="${LRBENCH:-lrbench}"  # run from an empty folder: ./dev.sh bash scripts/fuzz_bad_inputs.sh
+# Usage, from an empty folder: LRBENCH=<checkout>/.venv/bin/lrbench bash <checkout>/scripts/fuzz_bad_inputs.sh
+L="${LRBENCH:-lrbench}"
 printf 'grid: [unclosed\n' > bad.yaml
 printf 'grid: {task: [digits-mlp], estimator: [bp]}\nout: somewhere\n' > out.yaml
 printf 'import nonexistent_module_xyz\n' > broken_plugin.py
