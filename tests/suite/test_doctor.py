@@ -44,5 +44,8 @@ def test_doctor_cpu_runs_every_check(tmp_path: Path) -> None:
     assert main(["doctor", "--device", "cpu", "--out", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["checks"]["suite_jobs"]["completed"] == 16
-    assert summary["checks"]["suite_jobs"]["worker_processes"] == 2
+    # --jobs 2: this process is worker 0 and one worker is spawned; on a quiet machine worker 0 can finish
+    # the 16 tiny runs before the spawned worker has imported torch, so 1 or 2 processes have run them
+    # (both taking runs is what tests/suite/test_cooperating_runs.py asserts).
+    assert summary["checks"]["suite_jobs"]["worker_processes"] in (1, 2)
     assert summary["checks"]["bench"]["ok"]
