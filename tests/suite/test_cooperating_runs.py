@@ -133,8 +133,11 @@ def test_kill_9_of_one_worker_mid_run_the_other_takes_over_and_a_restart_finds_a
 
 @pytest.mark.slow
 def test_kill_9_of_a_jobs_parent_takes_its_workers_along_and_a_restart_finishes(tmp_path: Path) -> None:
-    # long enough runs that the parent (worker 0) is still busy when its spawned worker has started
-    suite, out = _suite(tmp_path, SUITE.replace("max_steps: 6", "max_steps: 400")), tmp_path / "out"
+    # runs long enough (ULR, ~10 s each) that the parent (worker 0) is still busy when its spawned worker has
+    # imported torch and Lightning (8-20 s): with BP runs of 400 steps a quiet machine let the parent finish
+    # the whole suite first, and no spawned worker ever held a claim
+    long_runs = SUITE.replace("max_steps: 6", "max_steps: 1500").replace("estimator: bp", "estimator: ulr")
+    suite, out = _suite(tmp_path, long_runs), tmp_path / "out"
     parent = _start(_command(suite, out, "--jobs", "2"))
     deadline = time.time() + 120  # both workers hold a claim: this process (worker 0) and its spawned one
     while time.time() < deadline and parent.poll() is None and len(_claim_pids(out)) < 2:
